@@ -1,0 +1,116 @@
+"""Activation functions as small, hashable objects.
+
+An activation is an `eqx.Module` with `__call__(x)` (the function g) and `deriv(x)` (g').
+The Gaussian averages (`jaxdyn.I2`, `I3`, `I4`) dispatch on the activation's type: closed forms
+where they exist (ReLU, erf, linear), a generic route otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+
+class AbstractActivation(eqx.Module):
+    """Base class of all activations. Subclasses implement `__call__` and may override `deriv`."""
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+    def deriv(self, x):
+        """g'(x), elementwise (autodiff unless overridden)."""
+        x = jnp.asarray(x)
+        return jnp.vectorize(jax.grad(lambda s: self(s)))(x)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+
+class ReLU(AbstractActivation):
+    """g(x) = max(0, x); g'(x) = theta(x) (with theta(0) = 0).
+
+    Example: `jaxdyn.ReLU()(jnp.array([-1.0, 2.0]))` gives `[0., 2.]`.
+    """
+
+    def __call__(self, x):
+        return jnp.maximum(x, 0.0)
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        return (x > 0).astype(x.dtype)
+
+
+class Erf(AbstractActivation):
+    """g(x) = erf(x / sqrt 2), the sigmoidal unit of Saad & Solla (1995) and Biehl & Schwarze (1995).
+
+    Example: `jaxdyn.Erf()(0.0)` gives `0.0`.
+    """
+
+    def __call__(self, x):
+        return jax.scipy.special.erf(jnp.asarray(x) / jnp.sqrt(2.0))
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        return jnp.sqrt(2.0 / jnp.pi) * jnp.exp(-0.5 * x**2)
+
+
+class Linear(AbstractActivation):
+    """g(x) = x. Example: `jaxdyn.Linear()(3.0)` gives `3.0`."""
+
+    def __call__(self, x):
+        return jnp.asarray(x)
+
+    def deriv(self, x):
+        return jnp.ones_like(jnp.asarray(x))
+
+
+class Activation(AbstractActivation):
+    """Any user activation `fn` (a JAX-traceable scalar function); g' by autodiff.
+
+    Example: `jaxdyn.Activation(jnp.tanh, name="tanh")`. Averages of such activations use the
+    generic (quadrature / Hermite-series) route.
+    """
+
+    fn: Callable = eqx.field(static=True)
+    label: str = eqx.field(static=True, default="custom")
+
+    def __init__(self, fn: Callable, name: str = "custom"):
+        if not callable(fn):
+            raise ValueError(f"Activation expects a callable, got {fn!r}")
+        self.fn = fn
+        self.label = name
+
+    def __call__(self, x):
+        return self.fn(jnp.asarray(x))
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+
+def as_activation(g) -> AbstractActivation:
+    """Validate (and normalise) an activation argument; strings name the built-ins."""
+    if isinstance(g, AbstractActivation):
+        return g
+    if isinstance(g, str):
+        table = _registry()
+        key = g.lower()
+        if key not in table:
+            raise ValueError(f"unknown activation {g!r}; known: {sorted(table)}")
+        return table[key]()
+    raise ValueError(
+        f"unknown activation {g!r}: pass an activation object such as jaxdyn.ReLU(), "
+        "jaxdyn.Erf(), jaxdyn.Linear() or jaxdyn.Activation(fn)"
+    )
+
+
+def _registry() -> dict[str, type]:
+    out = {}
+    for cls in AbstractActivation.__subclasses__():
+        if cls is not Activation:
+            out[cls.__name__.lower()] = cls
+    return out

@@ -1,0 +1,252 @@
+"""Gaussian averages I2, I3, I4 (and J2 = E[g'(z1) g'(z2)]) for z ~ N(0, cov).
+
+- `I2(cov, g)  = E[g1(z1) g2(z2)]`
+- `I3(cov, g)  = E[g1'(z1) z2 g3(z3)]`
+- `I4(cov, g)  = E[g1'(z1) g2'(z2) g3(z3) g4(z4)]`
+- `J2(cov, g)  = E[g1'(z1) g2'(z2)]` (the teacher-noise term)
+
+`g` is one activation (used at every position) or a tuple with one activation per position
+(I2: `(g1, g2)`, I3: `(g1, g3)`, I4: `(g1, g2, g3, g4)`, J2: `(g1, g2)`); a student/teacher
+mismatch such as a ReLU student and an erf teacher is a tuple. All functions are batched over
+leading axes of `cov`, and jit/vmap/grad compatible. Closed forms are used for ReLU, erf(x/sqrt 2)
+and linear units; ReLU I2 and I3 carry hand-derived derivatives (`jax.custom_jvp`) that stay
+finite at singular covariances (identical or collinear units), where the textbook formulas give
+inf - inf.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
+
+
+_TWO_PI = 2.0 * np.pi
+
+
+def _acts(g, n: int) -> tuple[AbstractActivation, ...]:
+    if isinstance(g, (tuple, list)):
+        if len(g) != n:
+            raise ValueError(f"expected {n} activations, got {len(g)}")
+        return tuple(as_activation(a) for a in g)
+    a = as_activation(g)
+    return (a,) * n
+
+
+def _check_cov(cov, n: int):
+    cov = jnp.asarray(cov)
+    if not jnp.issubdtype(cov.dtype, jnp.floating):
+        cov = cov.astype(float)
+    if cov.ndim < 2 or cov.shape[-2:] != (n, n):
+        raise ValueError(f"cov must have shape (..., {n}, {n}), got {cov.shape}")
+    return cov
+
+
+def _same_type(acts) -> type | None:
+    t = type(acts[0])
+    return t if all(type(a) is t for a in acts) else None
+
+
+def _safe_sqrt(x):
+    # sqrt whose value is exact and whose derivative is never evaluated at 0 (callers supply
+    # their own derivatives); clipping at 0 also removes the ~-1e-17 rounding of parallel vectors.
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+def _safe_ratio(num, sqrt_den, bound):
+    """num / sqrt_den, set to 0 where sqrt_den == 0 and clipped to [-bound, bound].
+
+    Used for the Cauchy-Schwarz-bounded ratios Cov(z_b, e) / sd(e) that appear in derivatives at
+    collinear covariances: along any feasible direction they vanish like sqrt(distance), so the
+    one-sided derivative at the singular point is the regular part alone.
+    """
+    ok = sqrt_den > 1e-150
+    r = num / jnp.where(ok, sqrt_den, 1.0)
+    return jnp.where(ok, jnp.clip(r, -bound, bound), 0.0)
+
+
+# --------------------------------------------------------------------------------------- ReLU
+def _corr(c12, c11, c22):
+    s = jnp.sqrt(c11 * c22)
+    return jnp.clip(c12 / s, -1.0, 1.0)
+
+
+@jax.custom_jvp
+def _relu_i2(c11, c22, c12):
+    # E[relu(a) relu(b)] = c12/4 + (sqrt(c11 c22 - c12^2) + c12 asin(rho)) / (2 pi)  (paper 002 eq. 28)
+    D = _safe_sqrt(c11 * c22 - c12**2)
+    return c12 / 4 + (D + c12 * jnp.arcsin(_corr(c12, c11, c22))) / _TWO_PI
+
+
+@_relu_i2.defjvp
+def _relu_i2_jvp(primals, tangents):
+    c11, c22, c12 = primals
+    t11, t22, t12 = tangents
+    out = _relu_i2(c11, c22, c12)
+    sD = _safe_sqrt(c11 * c22 - c12**2)
+    d11 = sD / (2 * _TWO_PI * c11)
+    d22 = sD / (2 * _TWO_PI * c22)
+    d12 = 0.25 + jnp.arcsin(_corr(c12, c11, c22)) / _TWO_PI
+    return out, d11 * t11 + d22 * t22 + d12 * t12
+
+
+@jax.custom_jvp
+def _relu_i3(a, b, c, p, q):
+    # paper 000 eq. (6) with a = s11, b = s13, c = s33, p = s12, q = s23:
+    # E[theta(z1) z2 relu(z3)] = p sqrt(ac - b^2) / (2 pi a) + q asin(b / sqrt(ac)) / (2 pi) + q / 4
+    sD = _safe_sqrt(a * c - b**2)
+    return p * sD / (_TWO_PI * a) + q * jnp.arcsin(_corr(b, a, c)) / _TWO_PI + q / 4
+
+
+@_relu_i3.defjvp
+def _relu_i3_jvp(primals, tangents):
+    a, b, c, p, q = primals
+    ta, tb, tc, tp, tq = tangents
+    out = _relu_i3(a, b, c, p, q)
+    sD = _safe_sqrt(a * c - b**2)
+    # |q a - p b| <= a sd(z2) sqrt(D / a) and |p c - q b| <= c sd(z2) sqrt(D / c) by Cauchy-Schwarz;
+    # sd(z2) is bounded by sqrt(|p| |q|)-free quantities we do not have, so bound by a generous
+    # multiple of the scale (the clip only guards rounding noise where D ~ 0).
+    scale = 1e3 * (jnp.abs(a) + jnp.abs(c) + jnp.abs(p) + jnp.abs(q) + 1.0)
+    r_b = _safe_ratio(q * a - p * b, sD, scale * a)
+    r_c = _safe_ratio(p * c - q * b, sD, scale * c)
+    dp = sD / (_TWO_PI * a)
+    dq = 0.25 + jnp.arcsin(_corr(b, a, c)) / _TWO_PI
+    db = r_b / (_TWO_PI * a)
+    da = r_c / (2 * _TWO_PI * a) - p * sD / (_TWO_PI * a**2)
+    dc = r_c / (2 * _TWO_PI * c)
+    return out, da * ta + db * tb + dc * tc + dp * tp + dq * tq
+
+
+def _relu_j2(c11, c22, c12):
+    return 0.25 + jnp.arcsin(_corr(c12, c11, c22)) / _TWO_PI
+
+
+# ---------------------------------------------------------------------------------------- erf
+def _erf_i2(c11, c22, c12):
+    return (2 / np.pi) * jnp.arcsin(c12 / jnp.sqrt((1 + c11) * (1 + c22)))
+
+
+def _erf_i3(C):
+    c11, c12, c13 = C[..., 0, 0], C[..., 0, 1], C[..., 0, 2]
+    c23, c33 = C[..., 1, 2], C[..., 2, 2]
+    L3 = (1 + c11) * (1 + c33) - c13**2
+    return (2 / np.pi) * (c23 * (1 + c11) - c12 * c13) / ((1 + c11) * jnp.sqrt(L3))
+
+
+def _erf_i4(C):
+    c = lambda i, j: C[..., i, j]
+    c11, c22, c33, c44 = c(0, 0), c(1, 1), c(2, 2), c(3, 3)
+    c12, c13, c14, c23, c24, c34 = c(0, 1), c(0, 2), c(0, 3), c(1, 2), c(1, 3), c(2, 3)
+    L4 = (1 + c11) * (1 + c22) - c12**2
+    L0 = L4 * c34 - c23 * c24 * (1 + c11) - c13 * c14 * (1 + c22) + c12 * c13 * c24 + c12 * c14 * c23
+    L1 = L4 * (1 + c33) - c23**2 * (1 + c11) - c13**2 * (1 + c22) + 2 * c12 * c13 * c23
+    L2 = L4 * (1 + c44) - c24**2 * (1 + c11) - c14**2 * (1 + c22) + 2 * c12 * c14 * c24
+    return (4 / np.pi**2) * jnp.arcsin(L0 / jnp.sqrt(L1 * L2)) / jnp.sqrt(L4)
+
+
+def _erf_j2(c11, c22, c12):
+    return (2 / np.pi) / jnp.sqrt((1 + c11) * (1 + c22) - c12**2)
+
+
+# ------------------------------------------------------------------------------ public functions
+def I2(cov, g):
+    """`E[g1(z1) g2(z2)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 2, 2)`.
+
+    Example:
+        >>> jaxdyn.I2(jnp.eye(2), jaxdyn.ReLU())   # = 1/(2 pi)
+    """
+    cov = _check_cov(cov, 2)
+    acts = _acts(g, 2)
+    c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
+    t = _same_type(acts)
+    if t is ReLU:
+        return _relu_i2(c11, c22, c12)
+    if t is Erf:
+        return _erf_i2(c11, c22, c12)
+    if t is Linear:
+        return c12
+    return _generic("I2")(cov, acts)
+
+
+def I3(cov, g):
+    """`E[g1'(z1) z2 g3(z3)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 3, 3)`.
+
+    Example:
+        >>> jaxdyn.I3(jnp.eye(3), jaxdyn.ReLU())   # = 0: z2 is independent of z1, z3
+    """
+    cov = _check_cov(cov, 3)
+    acts = _acts(g, 2)
+    t = _same_type(acts)
+    if t is ReLU:
+        return _relu_i3(cov[..., 0, 0], cov[..., 0, 2], cov[..., 2, 2], cov[..., 0, 1], cov[..., 1, 2])
+    if t is Erf:
+        return _erf_i3(cov)
+    if t is Linear:
+        return cov[..., 1, 2]
+    return _generic("I3")(cov, acts)
+
+
+def I4(cov, g, *, method: str = "exact", order: int = 10):
+    """`E[g1'(z1) g2'(z2) g3(z3) g4(z4)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 4, 4)`.
+
+    `method="exact"` (default) uses a closed form where one exists: erf and linear in closed form,
+    ReLU by the exact reduction of SPEC section 2 (Stein's lemma + Plackett's identity), finite
+    and differentiable at singular covariances. `method="hermite"` uses the Kibble-Slepian series
+    of paper 001 truncated at `order`.
+
+    Example:
+        >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/2)(1/2) = 1/16
+    """
+    cov = _check_cov(cov, 4)
+    acts = _acts(g, 4)
+    if method == "hermite":
+        return _generic("I4_hermite")(cov, acts, order)
+    if method != "exact":
+        raise ValueError(f"unknown method {method!r}; use 'exact' or 'hermite'")
+    t = _same_type(acts)
+    if t is ReLU:
+        from ._relu_moments import relu_i4
+
+        return relu_i4(cov)
+    if t is Erf:
+        return _erf_i4(cov)
+    if t is Linear:
+        return cov[..., 2, 3]
+    return _generic("I4")(cov, acts)
+
+
+def J2(cov, g):
+    """`E[g1'(z1) g2'(z2)]` for `z ~ N(0, cov)` (enters the teacher-noise term).
+
+    Example:
+        >>> jaxdyn.J2(jnp.eye(2), jaxdyn.ReLU())   # = 1/4
+    """
+    cov = _check_cov(cov, 2)
+    acts = _acts(g, 2)
+    c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
+    t = _same_type(acts)
+    if t is ReLU:
+        return _relu_j2(c11, c22, c12)
+    if t is Erf:
+        return _erf_j2(c11, c22, c12)
+    if t is Linear:
+        return jnp.ones_like(c12)
+    return _generic("J2")(cov, acts)
+
+
+def _generic(kind: str):
+    """The route for activations without a closed form (Gauss-Hermite quadrature / series)."""
+    try:
+        from . import _generic as gen
+    except ImportError:  # pragma: no cover - until the generic route lands
+        gen = None
+    fn = getattr(gen, kind, None) if gen is not None else None
+    if fn is None:
+        raise NotImplementedError(
+            f"{kind} has no closed form for these activations and the generic route is not "
+            "available; use ReLU, Erf or Linear"
+        )
+    return fn
