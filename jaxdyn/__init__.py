@@ -15,7 +15,9 @@ from ._activations import (
     ReLU as ReLU,
 )
 from ._gauss import I2 as I2, I3 as I3, I4 as I4, J2 as J2
+from ._integrate import RESULTS as RESULTS, Trajectory as Trajectory, integrate as integrate
 from ._model import OrderParams as OrderParams, Scenario as Scenario, covariance as covariance
+from ._ode import eps_g as eps_g, vector_field as vector_field
 
 
 def enable_x64(enable: bool = True) -> None:

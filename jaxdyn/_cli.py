@@ -1,0 +1,66 @@
+"""The `jaxdyn` command line: `jaxdyn reproduce --list | <name> | all`, and the subcommands that
+other modules register (`simulate`, `stability`, `sweep`). Float64 is switched on here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+
+# subcommand modules: each provides add_parser(subparsers) and sets `func` on its parser
+_SUBCOMMANDS = ["jaxdyn._cli_simulate", "jaxdyn._cli_stability", "jaxdyn._cli_sweep"]
+
+
+def _reproduce(args) -> int:
+    from ._reproduce import list_reproductions, reproduce
+
+    if args.list or not args.name:
+        for r in list_reproductions():
+            print(f"{r.name:24s} {r.description}")
+        return 0
+    names = args.name
+    for name in names:
+        numbers = reproduce(name, args.out, fast=args.fast)
+        if name != "all":
+            numbers = {name: numbers}
+        for n, num in numbers.items():
+            print(f"[{n}] wrote {args.out}/{n}.json ({num.get('wall_time_s', '?')} s)")
+            if args.verbose:
+                print(json.dumps({k: v for k, v in num.items() if k != "name"}, indent=1,
+                                 default=str)[:2000])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jaxdyn", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("reproduce", help="reproduce the papers' figures and numbers")
+    r.add_argument("name", nargs="*", help="reproduction name(s), or 'all'")
+    r.add_argument("--list", action="store_true", help="list the reproductions")
+    r.add_argument("--out", default="out", help="output folder (default: out)")
+    r.add_argument("--fast", action="store_true", help="small workload (smoke test)")
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.set_defaults(func=_reproduce)
+    for mod in _SUBCOMMANDS:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+            continue
+        m.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Order-parameter ODEs of online SGD (SPEC section 1), for general K, M, T, activations and
+second-layer weights, with the `eta^2` term.
+
+Write all K + M units as one list (students 0..K-1, teachers K..K+M-1) with output weights
+`u = (-v, w)`, so that `tau - sigma = sum_a u_a g_a(z_a)`. Then
+
+    <delta_i z_b>       = v_i sum_a u_a I3(i, b, a)                      (I3 = E[g'(z_i) z_b g_a(z_a)])
+    <delta_i delta_k>   = v_i v_k sum_{a,b} u_a u_b I4(i, k, a, b)
+                          + noise^2 v_i v_k J2(i, k)                     (J2 = E[g'(z_i) g'(z_k)])
+    dR_in/dalpha = eta <delta_i y_n> - eta lambda R_in
+    dQ_ik/dalpha = eta <delta_i x_k + delta_k x_i> + (eta^2 / B) <delta_i delta_k> - 2 eta lambda Q_ik
+
+with lambda the weight decay and B the batch size. `eta2=False` drops the eta^2 term (the
+"small learning rate" dynamics of papers 000 and 003). The index sets of all terms are built once
+per (K, M) with NumPy; each average is one batched call over gathered sub-covariances.
+For ReLU the I4 terms are grouped by which of their four units coincide (i == k, a == i, ...), and
+each group is evaluated as a moment of the distinct units only (exact, no singular 4x4 matrix).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._activations import ReLU
+from ._gauss import I2, I3, I4, J2
+from ._model import OrderParams, Scenario, covariance
+
+
+def _gather(C, idx):
+    """Sub-covariances C[idx][:, idx] for a static index array idx of shape (..., n)."""
+    idx = jnp.asarray(idx)
+    return C[..., idx[..., :, None], idx[..., None, :]]
+
+
+@functools.lru_cache(maxsize=None)
+def _i3_index(K: int, M: int):
+    # (i, b, a) for every student i and every unit b, a
+    L = K + M
+    i, b, a = np.meshgrid(np.arange(K), np.arange(L), np.arange(L), indexing="ij")
+    return np.stack([i, b, a], axis=-1)  # (K, L, L, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _i4_index(K: int, M: int):
+    """Terms (i, k, a, b) with i <= k, a <= b, their pair slot and multiplicity."""
+    L = K + M
+    ik = [(i, k) for i in range(K) for k in range(i, K)]
+    ab = [(a, b) for a in range(L) for b in range(a, L)]
+    idx = np.array([[i, k, a, b] for (i, k) in ik for (a, b) in ab], dtype=np.int64)
+    slot = np.repeat(np.arange(len(ik)), len(ab))
+    mult = np.array([1.0 if a == b else 2.0 for _ in ik for (a, b) in ab])
+    return np.array(ik), idx, slot, mult
+
+
+@functools.lru_cache(maxsize=None)
+def _relu_groups(idx4_bytes: bytes, shape: tuple):
+    """Group I4 index quadruples by their coincidence pattern (static).
+
+    Returns a list of (term positions, distinct-unit index array (n_terms, n), p, q) such that
+    I4(i, k, a, b) = E[z_a z_b theta over the distinct units] with a, b at positions p, q.
+    """
+    idx4 = np.frombuffer(idx4_bytes, dtype=np.int64).reshape(shape)
+    groups: dict[tuple, list] = {}
+    for t, quad in enumerate(idx4):
+        distinct = list(dict.fromkeys(quad.tolist()))
+        # canonical order of the pattern: positions of each of the 4 slots in `distinct`
+        pattern = tuple(distinct.index(x) for x in quad.tolist())
+        groups.setdefault(pattern, []).append((t, distinct))
+    out = []
+    for pattern, items in groups.items():
+        pos = np.array([t for t, _ in items])
+        units = np.array([d for _, d in items])
+        out.append((pos, units, pattern[2], pattern[3]))
+    return out
+
+
+def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: str, order: int):
+    """I4 over all index quadruples, grouped by activations (student/teacher at slots 3, 4)."""
+    g, gs = scenario.g, scenario.g_teacher
+    n = idx4.shape[0]
+    vals = jnp.zeros(C.shape[:-2] + (n,), C.dtype)
+    for ta in (False, True):
+        for tb in (False, True):
+            sel = np.nonzero((a_is_teacher == ta) & (b_is_teacher == tb))[0]
+            if sel.size == 0:
+                continue
+            acts = (g, g, gs if ta else g, gs if tb else g)
+            sub = idx4[sel]
+            if all(type(x) is ReLU for x in acts):
+                v = _relu_i4_grouped(C, sub, i4=i4, order=order)
+            else:
+                v = I4(_gather(C, sub), acts, method=i4, order=order)
+            vals = vals.at[..., sel].set(v)
+    return vals
+
+
+def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
+    from ._relu_moments import relu_theta_moment
+
+    idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
+    out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
+    for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
+        cov = _gather(C, units)
+        if i4 == "hermite" and units.shape[1] == 4:
+            v = I4(cov, ReLU(), method="hermite", order=order)
+        else:
+            v = relu_theta_moment(cov, int(p), int(q))
+        out = out.at[..., pos].set(v)
+    return out
+
+
+def _i3_field(scenario: Scenario, C):
+    """F[i, b] = sum_a u_a I3(i, b, a), so that <delta_i z_b> = v_i F[i, b]."""
+    K, M = scenario.K, scenario.M
+    g, gs = scenario.g, scenario.g_teacher
+    idx = _i3_index(K, M)
+    u = jnp.concatenate([-scenario.v, scenario.w])
+    if eqx.tree_equal(g, gs) is True:
+        vals = I3(_gather(C, idx), g)
+    else:
+        vs = I3(_gather(C, idx[:, :, :K]), (g, g))
+        vt = I3(_gather(C, idx[:, :, K:]), (g, gs))
+        vals = jnp.concatenate([vs, vt], axis=-1)
+    return jnp.einsum("...iba,a->...ib", vals, u)
+
+
+def vector_field(
+    scenario: Scenario,
+    op: OrderParams,
+    eta,
+    *,
+    eta2: bool = True,
+    i4: str = "exact",
+    order: int = 10,
+) -> OrderParams:
+    """Time derivatives `(dQ/dalpha, dR/dalpha)` of the order parameters, as `OrderParams`.
+
+    **Arguments:**
+    - `scenario`: the `jaxdyn.Scenario` (K, M, T, activations, v, w, noise, weight decay, B).
+    - `op`: the current `OrderParams(Q, R)` (no validation here: this is the hot path).
+    - `eta`: learning rate (scalar, may be a traced array).
+    - `eta2`: include the `eta^2 <delta_i delta_k>` term (True: exact online SGD at any eta;
+      False: the small-learning-rate dynamics).
+    - `i4`: `"exact"` (closed forms / exact ReLU reduction) or `"hermite"` (paper 001's series).
+    - `order`: truncation order of the Hermite series.
+
+    Time is alpha = steps / N; see `jaxdyn.Scenario` for the noise, weight-decay and batch terms.
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> d = jaxdyn.vector_field(sc, jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]]), 0.5)
+        >>> d.Q, d.R   # perfect learning is a fixed point: both zero
+    """
+    K, M = scenario.K, scenario.M
+    eta = jnp.asarray(eta)
+    C = covariance(scenario, op)
+    v = scenario.v
+
+    F = _i3_field(scenario, C)  # (..., K, K+M)
+    vF = v[:, None] * F
+    dR = eta * vF[..., :, K:] - eta * scenario.weight_decay * op.R
+    dQ1 = vF[..., :, :K]
+    dQ = eta * (dQ1 + jnp.swapaxes(dQ1, -1, -2)) - 2 * eta * scenario.weight_decay * op.Q
+
+    if eta2:
+        ik, idx4, slot, mult = _i4_index(K, M)
+        u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
+        a_t = idx4[:, 2] >= K
+        b_t = idx4[:, 3] >= K
+        vals = _i4_values(scenario, C, idx4, a_t, b_t, i4=i4, order=order)
+        uw = jnp.concatenate([scenario.v, scenario.w]) * u
+        coef = jnp.asarray(mult) * uw[idx4[:, 2]] * uw[idx4[:, 3]]
+        dd = jax.ops.segment_sum(
+            jnp.moveaxis(vals * coef, -1, 0), jnp.asarray(slot), num_segments=len(ik)
+        )
+        dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
+        ii, kk = ik[:, 0], ik[:, 1]
+        pair_v = v[ii] * v[kk]
+        noise_term = scenario.noise**2 * J2(_gather(C, ik), scenario.g)
+        dd = pair_v * (dd + noise_term)
+        DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
+        DD = DD.at[..., ii, kk].set(dd).at[..., kk, ii].set(dd)
+        dQ = dQ + eta**2 / scenario.batch_size * DD
+    return OrderParams(Q=dQ, R=dR)
+
+
+def eps_g(scenario: Scenario, op: OrderParams):
+    """Generalisation error `eps_g = <(sigma - tau)^2> / 2` from the overlaps (noise-free).
+
+    `eps_g = 1/2 (v^T G_QQ v - 2 v^T G_QR w + w^T G_TT w)` with `G` the matrices of pair averages
+    `I2` (paper 002 eq. 28 for ReLU). Batched over leading axes of `op`.
+
+    Example:
+        >>> jaxdyn.eps_g(jaxdyn.Scenario(K=1, M=1), jaxdyn.OrderParams(Q=[[1.0]], R=[[0.0]]))
+        >>> # = 1/2 - 1/(2 pi)
+    """
+    K, M = scenario.K, scenario.M
+    g, gs = scenario.g, scenario.g_teacher
+    C = covariance(scenario, op)
+    ij = np.stack(np.meshgrid(np.arange(K), np.arange(K), indexing="ij"), -1)
+    inn = np.stack(np.meshgrid(np.arange(K), K + np.arange(M), indexing="ij"), -1)
+    nm = np.stack(np.meshgrid(K + np.arange(M), K + np.arange(M), indexing="ij"), -1)
+    Gqq = I2(_gather(C, ij), g)
+    Gqr = I2(_gather(C, inn), (g, gs))
+    Gtt = I2(_gather(C, nm), gs)
+    v, w = scenario.v, scenario.w
+    return 0.5 * (
+        jnp.einsum("i,...ij,j->...", v, Gqq, v)
+        - 2 * jnp.einsum("i,...in,n->...", v, Gqr, w)
+        + jnp.einsum("n,...nm,m->...", w, Gtt, w)
+    )
