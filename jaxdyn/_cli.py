@@ -9,7 +9,8 @@ import json
 import sys
 
 
-# subcommand modules: each provides add_parser(subparsers) and sets `func` on its parser
+# subcommand modules: each provides add_parser(subparsers) -> parser, and run(args) (or sets
+# `func` on its parser itself)
 _SUBCOMMANDS = ["jaxdyn._cli_simulate", "jaxdyn._cli_stability", "jaxdyn._cli_sweep"]
 
 
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != mod:
                 raise
             continue
-        m.add_parser(sub)
+        sp = m.add_parser(sub)
+        if sp is not None and hasattr(m, "run") and sp.get_default("func") is None:
+            sp.set_defaults(func=m.run)
     return p
 
 
