@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import ReLU
+from ._activations import Erf, ReLU
 from ._gauss import I2, I3, I4, J2
 from ._model import OrderParams, Scenario, covariance
 
@@ -114,13 +114,53 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
     return out
 
 
+def _erf_i3_broadcast(C, K):
+    """Erf I3(i, b, a) for all students i and units b, a by broadcasting (no gathers)."""
+    d = jnp.diagonal(C, axis1=-2, axis2=-1)
+    c11 = d[..., :K, None, None]
+    c12 = C[..., :K, :, None]
+    c13 = C[..., :K, None, :]
+    c23 = C[..., None, :, :]
+    c33 = d[..., None, None, :]
+    L3 = (1 + c11) * (1 + c33) - c13**2
+    return (2 / np.pi) * (c23 * (1 + c11) - c12 * c13) / ((1 + c11) * jnp.sqrt(L3))
+
+
+def _erf_dd(C, K, uw):
+    """sum_{a<=b} mult u_a u_b I4(i, k, a, b) for erf, for every pair i <= k (vectorised).
+
+    The erf I4 (SPEC section 2) needs L1 (depends on i, k, a only) and L2 (i, k, b) once per
+    triple; only asin(L0 / sqrt(L1 L2)) is evaluated per quadruple, as an arctan (cheaper on CPU).
+    """
+    L = C.shape[-1]
+    ik, idx4, slot, mult = _i4_index(K, L - K)
+    ii, kk = ik[:, 0], ik[:, 1]
+    ab = np.array([(a, b) for a in range(L) for b in range(a, L)])
+    aa, bb = ab[:, 0], ab[:, 1]
+    d = jnp.diagonal(C, axis1=-2, axis2=-1)
+    c11, c22, c12 = d[..., ii, None], d[..., kk, None], C[..., ii, kk][..., None]  # (..., P, 1)
+    Xi, Xk = C[..., ii, :], C[..., kk, :]  # (..., P, L)
+    L4 = (1 + c11) * (1 + c22) - c12**2
+    # L1 as a function of (pair, unit a); L2 is the same function at unit b
+    Lf = L4 * (1 + d[..., None, :]) - Xk**2 * (1 + c11) - Xi**2 * (1 + c22) + 2 * c12 * Xi * Xk
+    c13, c14, c23, c24 = Xi[..., aa], Xi[..., bb], Xk[..., aa], Xk[..., bb]
+    c34 = C[..., aa, bb][..., None, :]
+    L0 = L4 * c34 - c23 * c24 * (1 + c11) - c13 * c14 * (1 + c22) + c12 * (c13 * c24 + c14 * c23)
+    L12 = Lf[..., aa] * Lf[..., bb]
+    v = (4 / np.pi**2) * jnp.arctan(L0 / jnp.sqrt(L12 - L0**2)) / jnp.sqrt(L4)
+    w = jnp.asarray(np.where(aa == bb, 1.0, 2.0)) * uw[aa] * uw[bb]
+    return jnp.einsum("...pn,n->...p", v, w)
+
+
 def _i3_field(scenario: Scenario, C):
     """F[i, b] = sum_a u_a I3(i, b, a), so that <delta_i z_b> = v_i F[i, b]."""
     K, M = scenario.K, scenario.M
     g, gs = scenario.g, scenario.g_teacher
     idx = _i3_index(K, M)
     u = jnp.concatenate([-scenario.v, scenario.w])
-    if eqx.tree_equal(g, gs) is True:
+    if type(g) is Erf and type(gs) is Erf:
+        vals = _erf_i3_broadcast(C, K)
+    elif eqx.tree_equal(g, gs) is True:
         vals = I3(_gather(C, idx), g)
     else:
         vs = I3(_gather(C, idx[:, :, :K]), (g, g))
@@ -172,13 +212,16 @@ def vector_field(
         u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
         a_t = idx4[:, 2] >= K
         b_t = idx4[:, 3] >= K
-        vals = _i4_values(scenario, C, idx4, a_t, b_t, i4=i4, order=order)
         uw = jnp.concatenate([scenario.v, scenario.w]) * u
-        coef = jnp.asarray(mult) * uw[idx4[:, 2]] * uw[idx4[:, 3]]
-        dd = jax.ops.segment_sum(
-            jnp.moveaxis(vals * coef, -1, 0), jnp.asarray(slot), num_segments=len(ik)
-        )
-        dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
+        if type(scenario.g) is Erf and type(scenario.g_teacher) is Erf and i4 == "exact":
+            dd = _erf_dd(C, K, uw)
+        else:
+            vals = _i4_values(scenario, C, idx4, a_t, b_t, i4=i4, order=order)
+            coef = jnp.asarray(mult) * uw[idx4[:, 2]] * uw[idx4[:, 3]]
+            dd = jax.ops.segment_sum(
+                jnp.moveaxis(vals * coef, -1, 0), jnp.asarray(slot), num_segments=len(ik)
+            )
+            dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
         ii, kk = ik[:, 0], ik[:, 1]
         pair_v = v[ii] * v[kk]
         noise_term = scenario.noise**2 * J2(_gather(C, ik), scenario.g)
