@@ -1,0 +1,73 @@
+"""Paper 001 (Citton, Richert & Biehl, ESANN 2025): ReLU at any learning rate, theory side.
+
+K = M = 2, graded teacher T = diag(1, 2), Q0 = diag(0.1, 0.2), R0 = 1e-3 I, with the eta^2 term
+and the exact ReLU I4 (no series truncation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._reproduce import register
+
+
+def scenario_and_init():
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
+    return sc, op0
+
+
+def learning_curve(eta=1.0, alpha_max=300.0, n=400, **kw):
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc, op0 = scenario_and_init()
+    alphas = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-2, alpha_max, n - 1)])
+    return jd.integrate(sc, op0, eta=eta, alphas=alphas, **kw)
+
+
+@register("001-learning-curve", "K=M=2 ReLU, T=diag(1,2), eta=1 (exact I4): Q, R, eps_g; eta=1.3 diverges")
+def learning_curve_figure(outdir, *, fast=False):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 120 if fast else 400
+    tr = learning_curve(1.0, n=n)
+    trd = learning_curve(1.3, n=n)
+    a = np.asarray(tr.alpha)
+    fig, axs = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
+    for i, j in [(0, 0), (0, 1), (1, 1)]:
+        axs[0].plot(a, np.asarray(tr.Q[:, i, j]), label=f"$Q_{{{i + 1}{j + 1}}}$")
+    for i in range(2):
+        for j in range(2):
+            axs[1].plot(a, np.asarray(tr.R[:, i, j]), label=f"$R_{{{i + 1}{j + 1}}}$")
+    axs[2].plot(a, np.asarray(tr.eps_g), label=r"$\eta=1$")
+    ed = np.asarray(trd.eps_g)
+    ok = np.isfinite(ed)
+    axs[2].plot(np.asarray(trd.alpha)[ok], ed[ok], "--",
+                label=rf"$\eta=1.3$ (diverged at $\alpha={float(trd.alpha_end):.1f}$)")
+    for ax in axs:
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$\alpha$")
+        ax.legend(fontsize=7)
+    axs[2].set_yscale("log")
+    axs[2].set_ylabel(r"$\epsilon_g$")
+    fig.suptitle(r"paper 001: $K=M=2$, $T=\mathrm{diag}(1,2)$, ReLU, full $\eta^2$ ODE (exact $I_4$)")
+    fig.savefig(outdir / "001-learning-curve.png", dpi=120)
+    plt.close(fig)
+    return {
+        "eta": 1.0,
+        "alpha": a,
+        "eps_g": np.asarray(tr.eps_g),
+        "final": {"Q": np.asarray(tr.Q[-1]), "R": np.asarray(tr.R[-1]), "eps_g": float(tr.eps_g[-1])},
+        "status": tr.message(),
+        "eta_1.3": {"diverged": bool(trd.diverged), "alpha_diverged": float(trd.alpha_diverged),
+                    "status": trd.message()},
+    }

@@ -1,0 +1,27 @@
+"""Execute every notebook (jupytext percent-format .py files) in fast mode."""
+
+import os
+import pathlib
+import runpy
+
+import pytest
+
+
+NB = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", NB, ids=[p.stem for p in NB])
+def test_notebook_runs(path, monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXDYN_FAST_NB", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tmp_path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    finally:
+        plt.close("all")
+    assert os.environ["JAXDYN_FAST_NB"] == "1"
