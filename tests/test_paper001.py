@@ -1,0 +1,33 @@
+"""Paper 001 (K=M=2 ReLU, T=diag(1,2), Q0=diag(.1,.2), R0=1e-3 I): full eta^2 ODE, exact I4."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdyn.figures.paper001 import learning_curve
+
+
+def test_eta1_reaches_perfect_learning():
+    tr = learning_curve(1.0, alpha_max=300.0, n=60)
+    assert int(tr.status) == 0 and not bool(tr.diverged)
+    Q, R = np.asarray(tr.Q[-1]), np.asarray(tr.R[-1])
+    # perfect learning: J_i = B_pi(i), so Q = R = T up to a permutation of the students
+    T = np.diag([1.0, 2.0])
+    perm = np.argmax(np.abs(R), axis=1)
+    assert sorted(perm) == [0, 1]
+    np.testing.assert_allclose(R[:, perm], T, atol=1e-6)
+    np.testing.assert_allclose(Q, R[:, perm] @ np.linalg.inv(T) @ R[:, perm].T, atol=1e-6)
+    assert float(tr.eps_g[-1]) < 1e-10
+    # the learning curve decreases overall, from eps_g(0) to ~0
+    assert float(tr.eps_g[0]) > 0.5
+
+
+def test_eta13_diverges_with_its_alpha():
+    tr = learning_curve(1.3, alpha_max=300.0, n=60)
+    assert bool(tr.diverged)
+    a = float(tr.alpha_diverged)
+    assert 0.0 < a < 300.0
+    # everything before the divergence is finite, after it inf
+    alpha = np.asarray(tr.alpha)
+    assert np.all(np.isfinite(np.asarray(tr.eps_g)[alpha < 0.9 * a]))
+    assert np.all(np.isinf(np.asarray(tr.Q)[alpha > a]))
+    assert "diverged" in tr.message()
