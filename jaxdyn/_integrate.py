@@ -35,7 +35,9 @@ class Trajectory(eqx.Module):
 
     Fields: `alpha` (n,), `Q` (n, K, K), `R` (n, K, M), `eps_g` (n,), `status` (int, see
     `jaxdyn.RESULTS`), `alpha_end` (the last time reached: `alphas[-1]`, or where the solve stopped),
-    `num_steps`. Entries after a divergence are `inf`. Under vmap every field gains a leading axis.
+    `num_steps`, `alpha_left_series` (with `i4="hermite"`: the first recorded alpha at which an I4
+    argument lay outside the series' convergence region; nan otherwise). Entries after a divergence
+    are `inf`. Under vmap every field gains a leading axis.
     Properties: `diverged`, `alpha_diverged` (nan if not diverged), `ok`.
     """
 
@@ -46,6 +48,7 @@ class Trajectory(eqx.Module):
     status: jax.Array
     alpha_end: jax.Array
     num_steps: jax.Array
+    alpha_left_series: jax.Array
 
     @property
     def diverged(self):
@@ -124,6 +127,12 @@ def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controlle
         R=jnp.where(reached[:, None, None], ys.R, 0.0),
     )
     eg = jnp.where(reached, _eps_g(scenario, safe), jnp.inf)
+    if i4 == "hermite" and eta2:
+        inside = _series_region(scenario, safe) | ~reached
+        first_out = jnp.argmin(inside)
+        left = jnp.where(jnp.all(inside), jnp.nan, alphas[first_out])
+    else:
+        left = jnp.asarray(jnp.nan, alphas.dtype)
     return Trajectory(
         alpha=alphas,
         Q=ys.Q,
@@ -132,7 +141,23 @@ def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controlle
         status=status,
         alpha_end=sol.ts[1][-1],
         num_steps=sol.stats["num_steps"],
+        alpha_left_series=left,
     )
+
+
+def _series_region(scenario, ops):
+    """Per recorded state: do all I4 arguments with four distinct units lie inside the Hermite
+    series' convergence region? (Coinciding units are reduced exactly, never by the series.)"""
+    from ._hermite import hermite_in_region
+    from ._model import covariance
+    from ._ode import _gather, _i4_index
+
+    _, idx4, _, _ = _i4_index(scenario.K, scenario.M)
+    distinct = np.array([len(set(q)) == 4 for q in idx4.tolist()])
+    if not distinct.any():
+        return jnp.ones(ops.Q.shape[:-2], bool)
+    cov4 = _gather(covariance(scenario, ops), idx4[distinct])
+    return jnp.all(hermite_in_region(cov4), axis=-1)
 
 
 def integrate(
