@@ -15,6 +15,20 @@ from ._activations import (
     ReLU as ReLU,
 )
 from ._gauss import I2 as I2, I3 as I3, I4 as I4, J2 as J2
+from ._activations import (
+    Abs as Abs,
+    GELU as GELU,
+    LeakyReLU as LeakyReLU,
+    Sigmoid as Sigmoid,
+    Swish as Swish,
+    Tanh as Tanh,
+)
+from ._hermite import (
+    HermiteConvergenceWarning as HermiteConvergenceWarning,
+    hermite_coefficients as hermite_coefficients,
+    hermite_in_region as hermite_in_region,
+    hermite_quadrature_error as hermite_quadrature_error,
+)
 from ._integrate import RESULTS as RESULTS, Trajectory as Trajectory, integrate as integrate
 from ._model import OrderParams as OrderParams, Scenario as Scenario, covariance as covariance
 from ._ode import eps_g as eps_g, vector_field as vector_field

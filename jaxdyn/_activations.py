@@ -114,3 +114,105 @@ def _registry() -> dict[str, type]:
         if cls is not Activation:
             out[cls.__name__.lower()] = cls
     return out
+
+
+# ------------------------------------------------------------------ more activations (issue 3)
+# Averages of these use the generic route (`jaxdyn._generic`): exact ReLU reductions for the
+# piecewise-linear ones (LeakyReLU, Abs), Gauss-Hermite quadrature for I2/I3/J2 and the Hermite
+# series for I4 otherwise.
+
+
+class Tanh(AbstractActivation):
+    """g(x) = tanh(x); g'(x) = 1 - tanh(x)^2.
+
+    Example: `jaxdyn.I2(jnp.eye(2), jaxdyn.Tanh())` gives `0.0` (odd activation, independent units).
+    """
+
+    def __call__(self, x):
+        return jnp.tanh(jnp.asarray(x))
+
+    def deriv(self, x):
+        t = jnp.tanh(jnp.asarray(x))
+        return 1.0 - t * t
+
+
+class Sigmoid(AbstractActivation):
+    """g(x) = 1 / (1 + exp(-x)) (logistic); g'(x) = g(x) (1 - g(x)).
+
+    Example: `jaxdyn.Sigmoid()(0.0)` gives `0.5`.
+    """
+
+    def __call__(self, x):
+        return jax.nn.sigmoid(jnp.asarray(x))
+
+    def deriv(self, x):
+        s = jax.nn.sigmoid(jnp.asarray(x))
+        return s * (1.0 - s)
+
+
+class GELU(AbstractActivation):
+    """g(x) = x Phi(x) (exact GELU, Phi the standard normal CDF); g'(x) = Phi(x) + x phi(x).
+
+    Example: `jaxdyn.GELU()(1.0)` gives `0.8413...`.
+    """
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return 0.5 * x * (1.0 + jax.scipy.special.erf(x / jnp.sqrt(2.0)))
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        cdf = 0.5 * (1.0 + jax.scipy.special.erf(x / jnp.sqrt(2.0)))
+        return cdf + x * jnp.exp(-0.5 * x * x) / jnp.sqrt(2.0 * jnp.pi)
+
+
+class Swish(AbstractActivation):
+    """g(x) = x sigmoid(x) (swish / SiLU); g'(x) = s + x s (1 - s) with s = sigmoid(x).
+
+    Example: `jaxdyn.Swish()(0.0)` gives `0.0`.
+    """
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return x * jax.nn.sigmoid(x)
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        s = jax.nn.sigmoid(x)
+        return s + x * s * (1.0 - s)
+
+
+class LeakyReLU(AbstractActivation):
+    """g(x) = x for x > 0, `slope * x` otherwise; g'(x) = 1 or `slope`.
+
+    `slope` is static (part of the activation's identity: a new slope compiles anew). Since
+    `g = relu(x) - slope relu(-x)`, its averages reduce exactly to ReLU ones (no truncation).
+
+    Example: `jaxdyn.LeakyReLU(0.1)(jnp.array([-1.0, 2.0]))` gives `[-0.1, 2.]`.
+    """
+
+    slope: float = eqx.field(static=True, default=0.01)
+
+    def __init__(self, slope: float = 0.01):
+        self.slope = float(slope)
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x > 0, x, self.slope * x)
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x > 0, 1.0, self.slope).astype(x.dtype)
+
+
+class Abs(AbstractActivation):
+    """g(x) = |x|; g'(x) = sign(x). Since `|x| = relu(x) + relu(-x)`, averages are exact ReLU ones.
+
+    Example: `jaxdyn.Abs()(-2.0)` gives `2.0`.
+    """
+
+    def __call__(self, x):
+        return jnp.abs(jnp.asarray(x))
+
+    def deriv(self, x):
+        return jnp.sign(jnp.asarray(x))
