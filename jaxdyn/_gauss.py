@@ -120,6 +120,22 @@ def _relu_i3_jvp(primals, tangents):
     return out, da * ta + db * tb + dc * tc + dp * tp + dq * tq
 
 
+def relu_moment_small(cov, p: int, q: int):
+    """`E[z_p z_q prod_k theta(z_k)]` for n = 1, 2 units (`cov` of shape (..., n, n)), by the
+    closed forms above, whose derivatives stay exact at collinear units (|rho| = 1)."""
+    n = cov.shape[-1]
+    if n == 1:
+        return cov[..., 0, 0] / 2
+    if n != 2:
+        raise ValueError("relu_moment_small handles 1 or 2 units")
+    c00, c11, c01 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
+    if p != q:
+        return _relu_i2(c00, c11, c01)  # E[z0 z1 theta0 theta1] = E[relu(z0) relu(z1)]
+    if p == 0:  # E[theta(z1) z0 relu(z0)]: I3 with (z1, z2, z3) = (unit 1, unit 0, unit 0)
+        return _relu_i3(c11, c01, c00, c01, c00)
+    return _relu_i3(c00, c01, c11, c01, c11)
+
+
 def _relu_j2(c11, c22, c12):
     return 0.25 + jnp.arcsin(_corr(c12, c11, c22)) / _TWO_PI
 

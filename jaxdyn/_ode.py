@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._activations import Erf, ReLU
-from ._gauss import I2, I3, I4, J2
+from ._gauss import I2, I3, I4, J2, relu_moment_small
 from ._model import OrderParams, Scenario, covariance
 
 
@@ -108,6 +108,8 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
         cov = _gather(C, units)
         if i4 == "hermite" and units.shape[1] == 4:
             v = I4(cov, ReLU(), method="hermite", order=order)
+        elif units.shape[1] <= 2:
+            v = relu_moment_small(cov, int(p), int(q))
         else:
             v = relu_theta_moment(cov, int(p), int(q))
         out = out.at[..., pos].set(v)
@@ -224,7 +226,16 @@ def vector_field(
             dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
         ii, kk = ik[:, 0], ik[:, 1]
         pair_v = v[ii] * v[kk]
-        noise_term = scenario.noise**2 * J2(_gather(C, ik), scenario.g)
+        # J2(i, i) = E[g'(x_i)^2]; for ReLU it is exactly 1/2 (the generic formula has an infinite
+        # derivative at rho = 1, which would turn 0 * inf into nan when noise = 0)
+        if type(scenario.g) is ReLU:
+            off = np.nonzero(ii != kk)[0]
+            j2 = jnp.full(C.shape[:-2] + (len(ik),), 0.5, C.dtype)
+            if off.size:
+                j2 = j2.at[..., off].set(J2(_gather(C, ik[off]), scenario.g))
+        else:
+            j2 = J2(_gather(C, ik), scenario.g)
+        noise_term = scenario.noise**2 * j2
         dd = pair_v * (dd + noise_term)
         DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
         DD = DD.at[..., ii, kk].set(dd).at[..., kk, ii].set(dd)
