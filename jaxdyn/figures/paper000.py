@@ -109,7 +109,7 @@ def _plot_overlaps(ax, traj, which, labels=None):
 @register("000-fig1", "K=M=1 ReLU: R, Q at eta=0.1 and eps_g for several eta (with eta^2)")
 def fig1(outdir, *, fast=False):
     plt = _plt()
-    etas = [0.1, 0.5, 1.0, 1.5, 1.9, 2.1]
+    etas = [0.1, 0.5, 1.0, 1.5, 1.9, 2.1, 2.5]
     n = 100 if fast else 400
     tr = kmm1(0.1, alpha_max=400.0, n=n)
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
