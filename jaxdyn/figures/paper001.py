@@ -58,6 +58,7 @@ def learning_curve_figure(outdir, *, fast=False):
         ax.set_xlabel(r"$\alpha$")
         ax.legend(fontsize=7)
     axs[2].set_yscale("log")
+    axs[2].set_ylim(bottom=1e-11)  # below ~1e-11 eps_g is integration noise (it may even be < 0)
     axs[2].set_ylabel(r"$\epsilon_g$")
     fig.suptitle(r"paper 001: $K=M=2$, $T=\mathrm{diag}(1,2)$, ReLU, full $\eta^2$ ODE (exact $I_4$)")
     fig.savefig(outdir / "001-learning-curve.png", dpi=120)
