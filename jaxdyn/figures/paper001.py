@@ -72,3 +72,46 @@ def learning_curve_figure(outdir, *, fast=False):
         "eta_1.3": {"diverged": bool(trd.diverged), "alpha_diverged": float(trd.alpha_diverged),
                     "status": trd.message()},
     }
+
+
+def series_vs_exact(n=200, order=10):
+    """The eta = 1 learning curve with the exact I4 and with paper 001's order-`order` series."""
+    ex = learning_curve(1.0, n=n)
+    hs = learning_curve(1.0, n=n, i4="hermite", order=order)
+    a = np.asarray(ex.alpha)
+    d_eps = np.abs(np.asarray(ex.eps_g) - np.asarray(hs.eps_g))
+    d_op = np.maximum(np.abs(np.asarray(ex.Q) - np.asarray(hs.Q)).max(axis=(1, 2)),
+                      np.abs(np.asarray(ex.R) - np.asarray(hs.R)).max(axis=(1, 2)))
+    return ex, hs, a, d_eps, d_op
+
+
+@register("001-series-vs-exact", "eta=1 learning curve: order-10 Hermite series vs exact I4")
+def series_vs_exact_figure(outdir, *, fast=False):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ex, hs, a, d_eps, d_op = series_vs_exact(n=80 if fast else 300)
+    left = float(hs.alpha_left_series)
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    axs[0].plot(a, np.asarray(ex.eps_g), label="exact $I_4$")
+    axs[0].plot(a, np.asarray(hs.eps_g), "--", label="Hermite series, order 10")
+    axs[0].set(xscale="log", yscale="log", xlabel=r"$\alpha$", ylabel=r"$\epsilon_g$", ylim=(1e-11, 2))
+    axs[0].legend(fontsize=7)
+    axs[1].plot(a[1:], d_eps[1:], label=r"$|\Delta\epsilon_g|$")
+    axs[1].plot(a[1:], d_op[1:], label=r"$\max|\Delta Q|, |\Delta R|$")
+    axs[1].axvline(left, color="k", ls=":", lw=0.8, label="leaves series region (tol 1e-6)")
+    axs[1].set(xscale="log", yscale="log", xlabel=r"$\alpha$")
+    axs[1].legend(fontsize=7)
+    fig.savefig(outdir / "001-series-vs-exact.png", dpi=120)
+    plt.close(fig)
+    inside = a <= left
+    return {
+        "alpha_left_series_region": left,
+        "max_abs_d_eps_g_inside_region": float(d_eps[inside].max()),
+        "max_abs_d_eps_g": float(d_eps.max()),
+        "alpha_of_max_d_eps_g": float(a[np.argmax(d_eps)]),
+        "max_abs_d_QR": float(d_op.max()),
+        "final_eps_g": {"exact": float(ex.eps_g[-1]), "series": float(hs.eps_g[-1])},
+    }
