@@ -68,16 +68,28 @@ def _safe_ratio(num, sqrt_den, bound):
 
 
 # --------------------------------------------------------------------------------------- ReLU
+def _det2(c11, c22, c12):
+    # c11 c22 - c12^2 as (s - |c12|)(s + |c12|) with s = sqrt(c11 c22): exactly 0 when all three
+    # entries are equal (sqrt(fl(a*a)) == a in IEEE arithmetic), whereas the plain form under
+    # XLA's fused multiply-add leaves the rounding error of a^2 (+-1e-17, so sqrt ~ 3e-9).
+    s = jnp.sqrt(c11 * c22)
+    b = jnp.abs(c12)
+    return (s - b) * (s + b)
+
+
 def _corr(c12, c11, c22):
     s = jnp.sqrt(c11 * c22)
     return jnp.clip(c12 / s, -1.0, 1.0)
 
 
+# asin(c12 / sqrt(c11 c22)) is evaluated as atan2(c12, sqrt(det)): well conditioned at |rho| -> 1,
+# and exactly +-pi/2 there (jit rewrites c12 / sqrt(.) as c12 * rsqrt(.), which is off by an ulp,
+# and asin(1 - 1e-16) is off by 1.5e-8).
 @jax.custom_jvp
 def _relu_i2(c11, c22, c12):
     # E[relu(a) relu(b)] = c12/4 + (sqrt(c11 c22 - c12^2) + c12 asin(rho)) / (2 pi)  (paper 002 eq. 28)
-    D = _safe_sqrt(c11 * c22 - c12**2)
-    return c12 / 4 + (D + c12 * jnp.arcsin(_corr(c12, c11, c22))) / _TWO_PI
+    D = _safe_sqrt(_det2(c11, c22, c12))
+    return c12 / 4 + (D + c12 * jnp.arctan2(c12, D)) / _TWO_PI
 
 
 @_relu_i2.defjvp
@@ -85,10 +97,10 @@ def _relu_i2_jvp(primals, tangents):
     c11, c22, c12 = primals
     t11, t22, t12 = tangents
     out = _relu_i2(c11, c22, c12)
-    sD = _safe_sqrt(c11 * c22 - c12**2)
+    sD = _safe_sqrt(_det2(c11, c22, c12))
     d11 = sD / (2 * _TWO_PI * c11)
     d22 = sD / (2 * _TWO_PI * c22)
-    d12 = 0.25 + jnp.arcsin(_corr(c12, c11, c22)) / _TWO_PI
+    d12 = 0.25 + jnp.arctan2(c12, sD) / _TWO_PI
     return out, d11 * t11 + d22 * t22 + d12 * t12
 
 
@@ -96,8 +108,8 @@ def _relu_i2_jvp(primals, tangents):
 def _relu_i3(a, b, c, p, q):
     # paper 000 eq. (6) with a = s11, b = s13, c = s33, p = s12, q = s23:
     # E[theta(z1) z2 relu(z3)] = p sqrt(ac - b^2) / (2 pi a) + q asin(b / sqrt(ac)) / (2 pi) + q / 4
-    sD = _safe_sqrt(a * c - b**2)
-    return p * sD / (_TWO_PI * a) + q * jnp.arcsin(_corr(b, a, c)) / _TWO_PI + q / 4
+    sD = _safe_sqrt(_det2(a, c, b))
+    return p * sD / (_TWO_PI * a) + q * jnp.arctan2(b, sD) / _TWO_PI + q / 4
 
 
 @_relu_i3.defjvp
@@ -105,7 +117,7 @@ def _relu_i3_jvp(primals, tangents):
     a, b, c, p, q = primals
     ta, tb, tc, tp, tq = tangents
     out = _relu_i3(a, b, c, p, q)
-    sD = _safe_sqrt(a * c - b**2)
+    sD = _safe_sqrt(_det2(a, c, b))
     # |q a - p b| <= a sd(z2) sqrt(D / a) and |p c - q b| <= c sd(z2) sqrt(D / c) by Cauchy-Schwarz;
     # sd(z2) is bounded by sqrt(|p| |q|)-free quantities we do not have, so bound by a generous
     # multiple of the scale (the clip only guards rounding noise where D ~ 0).
@@ -113,7 +125,7 @@ def _relu_i3_jvp(primals, tangents):
     r_b = _safe_ratio(q * a - p * b, sD, scale * a)
     r_c = _safe_ratio(p * c - q * b, sD, scale * c)
     dp = sD / (_TWO_PI * a)
-    dq = 0.25 + jnp.arcsin(_corr(b, a, c)) / _TWO_PI
+    dq = 0.25 + jnp.arctan2(b, sD) / _TWO_PI
     db = r_b / (_TWO_PI * a)
     da = r_c / (2 * _TWO_PI * a) - p * sD / (_TWO_PI * a**2)
     dc = r_c / (2 * _TWO_PI * c)
