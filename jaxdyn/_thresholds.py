@@ -1,0 +1,369 @@
+"""Critical learning rates, each a one-dimensional root-finding problem in eta.
+
+- `stability_threshold`: the eta at which a fixed point, followed as eta changes, loses stability
+  (`max Re lambda = 0`);
+- `fold_eta`: the eta at which the branch through a fixed point ends in a saddle-node (fold);
+- `divergence_eta`: the smallest eta for which the trajectory from `op0` diverges (bisection on the
+  divergence event of `jaxdyn.integrate`);
+- `nonmonotonic_eta`: the eta above which `eps_g(alpha)` from `op0` stops decreasing monotonically
+  (root of `max_alpha d ln eps_g / d alpha`).
+
+Each returns a `Threshold(value, tol, kind, bracket, details)`; `float(th)` is the value and `tol`
+the achieved tolerance (half the final bracket, or the conditioning estimate when larger).
+Every per-eta evaluation is one `eqx.filter_jit`-compiled function with eta a JAX array, so a
+search compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._fixed_points import _arc_correct, continuation, fixed_point
+from ._integrate import RESULTS, integrate
+from ._model import OrderParams, Scenario, check_order_params
+from ._ode import eps_g, vector_field
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """A critical learning rate: `value`, achieved tolerance `tol` (the true root lies within
+    `value +- tol`, up to the model's own accuracy), `kind`, the initial `bracket`, and `details`
+    (a dict: iterations, the fixed point there, ...)."""
+
+    value: float
+    tol: float
+    kind: str
+    bracket: tuple
+    details: dict = dataclasses.field(default_factory=dict)
+
+    def __float__(self):
+        return float(self.value)
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "tol": self.tol, "kind": self.kind,
+                "bracket": list(self.bracket), **{k: v for k, v in self.details.items()
+                                                 if isinstance(v, (int, float, str, bool, list))}}
+
+
+def _illinois(h, a, b, fa, fb, *, xtol, maxiter=80):
+    """Bracketing root finder (regula falsi, Illinois variant); returns (root, a, b, n_evals)."""
+    if not (np.sign(fa) * np.sign(fb) < 0):
+        raise ValueError(f"no sign change in [{a}, {b}]: h = {fa:.3e}, {fb:.3e}")
+    side = 0
+    n = 0
+    while abs(b - a) > xtol and n < maxiter:
+        c = (a * fb - b * fa) / (fb - fa)
+        if not (min(a, b) < c < max(a, b)):
+            c = 0.5 * (a + b)
+        fc = h(c)
+        n += 1
+        if fc == 0:
+            return c, c, c, n
+        if np.sign(fc) == np.sign(fb):
+            b, fb = c, fc
+            if side == -1:
+                fa *= 0.5
+            side = -1
+        else:
+            a, fa = c, fc
+            if side == 1:
+                fb *= 0.5
+            side = 1
+        # keep the bracket shrinking even when one end is stuck
+        if n % 4 == 0:
+            m = 0.5 * (a + b)
+            fm = h(m)
+            n += 1
+            if np.sign(fm) == np.sign(fa):
+                a, fa = m, fm
+            else:
+                b, fb = m, fm
+    return 0.5 * (a + b), a, b, n
+
+
+# --------------------------------------------------------------------------- stability threshold
+def stability_threshold(
+    scenario: Scenario,
+    fixed_point_guess,
+    *,
+    eta_bracket,
+    eta2: bool = True,
+    i4: str = "exact",
+    order: int = 10,
+    symmetry=None,
+    xtol: float = 1e-10,
+    ds_max: float = 0.05,
+) -> Threshold:
+    """The eta in `eta_bracket` at which the fixed point near `fixed_point_guess` (at
+    `eta_bracket[0]`), followed in eta, first changes stability (`max Re lambda` crosses 0).
+
+    The branch is followed by `continuation` to locate the first sign change of the stability
+    margin, which is then refined by a bracketing root finder on
+    `eta -> max Re lambda(fixed_point(eta))` (Newton solves warm-started on the branch)."""
+    e0, e1 = (float(e) for e in eta_bracket)
+    br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
+                      order=order, symmetry=symmetry, ds_max=ds_max, max_points=2000)
+    mr = br.max_real
+    s0 = np.sign(mr[0])
+    idx = np.nonzero(np.sign(mr) != s0)[0]
+    if idx.size == 0:
+        raise ValueError(
+            f"stability_threshold: max Re lambda keeps its sign ({mr[0]:.3e} .. {mr[-1]:.3e}) along "
+            f"the branch from eta = {e0} ({br.stopped}, last eta {br.eta[-1]:.6g})"
+        )
+    j = int(idx[0])
+    folds_before = [f for f in br.folds if f["index"] <= j]
+    if folds_before:
+        raise ValueError(
+            f"stability_threshold: the branch folds at eta ~ {folds_before[0]['eta']:.6g} before it "
+            "changes stability; use fold_eta"
+        )
+    ea, eb = br.eta[j - 1], br.eta[j]
+    xa, xb = br.x[j - 1], br.x[j]
+    dtype = jnp.result_type(float)
+    cache = {}
+
+    def h(e):
+        w = (e - ea) / (eb - ea)
+        guess = jnp.asarray((1 - w) * xa + w * xb, dtype)
+        fp = fixed_point(scenario, guess, eta=jnp.asarray(e, dtype), eta2=eta2, i4=i4, order=order)
+        if not bool(fp.converged):
+            raise RuntimeError(f"stability_threshold: Newton failed at eta = {e}")
+        cache[e] = fp
+        return float(fp.max_real)
+
+    root, a, b, n = _illinois(h, ea, eb, mr[j - 1], mr[j], xtol=xtol)
+    fp = fixed_point(scenario, jnp.asarray(0.5 * (xa + xb), dtype), eta=jnp.asarray(root, dtype),
+                     eta2=eta2, i4=i4, order=order)
+    # conditioning: d(max Re lambda)/d eta from the bracket ends
+    slope = (mr[j] - mr[j - 1]) / (eb - ea)
+    tol = max(0.5 * abs(b - a), abs(float(fp.max_real)) / max(abs(slope), 1e-300),
+              4 * np.finfo(float).eps * abs(root))
+    lead = np.asarray(fp.eigenvalues)[0]
+    return Threshold(
+        value=float(root), tol=float(tol), kind="stability", bracket=(e0, e1),
+        details={"n_evals": n, "n_branch_points": len(br.eta), "eigenvalue": complex(lead),
+                 "hopf": bool(abs(lead.imag) > 1e-8), "fixed_point": fp,
+                 "x": np.asarray(fp.x).tolist(), "n_unstable_before": int(br.n_unstable[j - 1]),
+                 "n_unstable_after": int(br.n_unstable[j])},
+    )
+
+
+# --------------------------------------------------------------------------- fold
+def fold_eta(
+    scenario: Scenario,
+    fixed_point_guess,
+    *,
+    eta_start,
+    eta_stop=None,
+    eta2: bool = True,
+    i4: str = "exact",
+    order: int = 10,
+    symmetry=None,
+    stol: float = 1e-10,
+    ds_max: float = 0.05,
+) -> Threshold:
+    """The eta at which the branch through the fixed point near `fixed_point_guess` (at
+    `eta_start`) ends in a saddle-node: followed towards `eta_stop` (default: increasing eta, up to
+    `10 eta_start`), the first fold (turning point, `d eta / ds = 0`) on it.
+
+    Refinement: on the hyperplane `t_a . (y - y_a) = s` through the last branch point `y_a` before
+    the fold (`t_a` its tangent), the corrected point `y(s)` and its tangent are smooth in `s`; the
+    fold is the root of the tangent's eta component, found by a bracketing solver in `s`
+    (first derivatives only: no extended system with second derivatives). `details` holds the
+    fixed point at the fold (one eigenvalue ~ 0) and the eta of the partner branch point."""
+    e0 = float(eta_start)
+    e1 = float(eta_stop) if eta_stop is not None else 10.0 * e0
+    br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
+                      order=order, symmetry=symmetry, ds_max=ds_max, stop_at_fold=True,
+                      max_points=4000)
+    if not br.folds:
+        raise ValueError(f"fold_eta: no fold between eta = {e0} and {e1} ({br.stopped})")
+    i = br.folds[0]["index"]
+    dtype = jnp.result_type(float)
+    ya = jnp.asarray(np.concatenate([br.x[i - 1], [br.eta[i - 1]]]), dtype)
+    yb = np.concatenate([br.x[i], [br.eta[i]]])
+    ta = jnp.asarray(br.tangent[i - 1], dtype)
+    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-6, atol=3e-8, max_steps=16)
+    sb = float(jnp.dot(ta, jnp.asarray(yb) - ya))
+    pts = {}
+
+    def g(s):
+        # predictor: the point on the chord from y_a to y_b with t_a . (y - y_a) = s
+        y_pred = ya + (s / sb) * (jnp.asarray(yb) - ya)
+        y, t, lam, nu, res, ok, _ = _arc_correct(scenario, y_pred, ta, ya, jnp.asarray(s, dtype), **kw)
+        if not bool(ok):
+            raise RuntimeError(f"fold_eta: corrector failed at s = {s}")
+        pts[s] = (np.asarray(y), np.asarray(lam), float(res))
+        return float(t[-1])
+
+    g0 = float(br.tangent[i - 1][-1])
+    gb = g(sb)
+    root, a, b, n = _illinois(g, 0.0, sb, g0, gb, xtol=stol)
+    g(root)
+    y, lam, res = pts[root]
+    eta_f = float(y[-1])
+    # conditioning of (x, eta) at a regular fold: smallest singular value of [J | f_eta]
+    A = np.asarray(jax.jacfwd(lambda yy: _ext(scenario, yy, eta2, i4, order))(jnp.asarray(y)))
+    smin = np.linalg.svd(A, compute_uv=False)[-1]
+    ea = float(pts[a][0][-1]) if a in pts else float(ya[-1])
+    eb = float(pts[b][0][-1]) if b in pts else float(yb[-1])
+    tol = max(abs(ea - eta_f), abs(eb - eta_f), res / max(smin, 1e-300), 1e-15 * eta_f)
+    fp = fixed_point(scenario, jnp.asarray(y[:-1]), eta=jnp.asarray(eta_f, dtype), eta2=eta2,
+                     i4=i4, order=order)
+    return Threshold(
+        value=eta_f, tol=float(tol), kind="fold", bracket=(e0, e1),
+        details={"n_evals": n, "n_branch_points": len(br.eta), "fixed_point": fp,
+                 "x": y[:-1].tolist(), "eigenvalues_real": np.sort(lam.real)[::-1].tolist(),
+                 "min_abs_eigenvalue": float(np.min(np.abs(lam))),
+                 "n_unstable_on_branch": int(br.n_unstable[i - 1]),
+                 "n_unstable_partner": int(br.n_unstable[i]), "branch": br},
+    )
+
+
+def _ext(scenario, y, eta2, i4, order):
+    from ._fixed_points import flat_field
+
+    return flat_field(scenario, y[:-1], y[-1], eta2=eta2, i4=i4, order=order)
+
+
+# --------------------------------------------------------------------------- trajectories
+def _traj(scenario, op0, eta, alphas, eta2, i4, order, rtol, atol, max_steps, blowup):
+    return integrate(scenario, op0, eta=jnp.asarray(eta, jnp.result_type(float)), alphas=alphas,
+                     eta2=eta2, i4=i4, order=order, rtol=rtol, atol=atol, max_steps=max_steps,
+                     blowup=blowup, throw=False)
+
+
+def divergence_eta(
+    scenario: Scenario,
+    op0: OrderParams,
+    *,
+    eta_bracket,
+    alpha_max: float = 2000.0,
+    xtol: float = 1e-7,
+    eta2: bool = True,
+    i4: str = "exact",
+    order: int = 10,
+    rtol: float = 1e-9,
+    atol: float = 1e-11,
+    max_steps: int = 200_000,
+    blowup: float = 1e4,
+) -> Threshold:
+    """The smallest eta in `eta_bracket` for which the trajectory from `op0` diverges before
+    `alpha_max` (bisection on `integrate(...).diverged`; the lower end must converge, the upper
+    end diverge). Near the threshold the time to diverge grows, so `alpha_max` must be long enough:
+    `details["alpha_diverged"]` reports it at the upper end of the final bracket."""
+    check_order_params(scenario, op0)
+    lo, hi = (float(e) for e in eta_bracket)
+    alphas = jnp.asarray([alpha_max], jnp.result_type(float))
+
+    def run(e):
+        tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, blowup)
+        st = int(tr.status)
+        if st not in (RESULTS.successful, RESULTS.diverged):
+            raise RuntimeError(f"divergence_eta: integrate failed at eta = {e}: {tr.message()}")
+        return st == RESULTS.diverged, float(tr.alpha_end)
+
+    d_lo, _ = run(lo)
+    d_hi, a_hi = run(hi)
+    if d_lo or not d_hi:
+        raise ValueError(f"divergence_eta: need convergence at {lo} and divergence at {hi} "
+                         f"(got diverged={d_lo}, {d_hi})")
+    n = 2
+    while hi - lo > 2 * xtol:
+        m = 0.5 * (lo + hi)
+        d, a = run(m)
+        n += 1
+        if d:
+            hi, a_hi = m, a
+        else:
+            lo = m
+    return Threshold(value=0.5 * (lo + hi), tol=0.5 * (hi - lo), kind="divergence",
+                     bracket=tuple(float(e) for e in eta_bracket),
+                     details={"n_evals": n, "eta_converges": lo, "eta_diverges": hi,
+                              "alpha_diverged": a_hi, "alpha_max": alpha_max})
+
+
+@eqx.filter_jit
+def _max_log_rate(scenario, Q, R, eta, alphas, eps_floor, *, eta2, i4, order):
+    """max over recorded alpha of d ln eps_g / d alpha (parabolic refinement at the grid max),
+    ignoring points where eps_g < eps_floor * eps_g(alpha_0) (there eps_g is rounding noise)."""
+
+    def rate(q, r):
+        op = OrderParams(Q=q, R=r)
+        f = vector_field(scenario, op, eta, eta2=eta2, i4=i4, order=order)
+        e, de = jax.jvp(lambda o: eps_g(scenario, o), (op,), (f,))
+        return de / e, e
+
+    ok = jnp.all(jnp.isfinite(Q), axis=(-1, -2))
+    Qs = jnp.where(ok[:, None, None], Q, jnp.eye(Q.shape[-1]))
+    Rs = jnp.where(ok[:, None, None], R, 0.0)
+    hr, e = jax.vmap(rate)(Qs, Rs)
+    ok = ok & (e > eps_floor * e[0])
+    h = jnp.where(ok, hr, -jnp.inf)
+    j = jnp.clip(jnp.argmax(h), 1, h.shape[0] - 2)
+    x0, x1, x2 = alphas[j - 1], alphas[j], alphas[j + 1]
+    y0, y1, y2 = h[j - 1], h[j], h[j + 1]
+    # vertex of the parabola through the three points
+    d01, d12 = (y1 - y0) / (x1 - x0), (y2 - y1) / (x2 - x1)
+    c2 = (d12 - d01) / (x2 - x0)
+    xv = jnp.clip(0.5 * (x0 + x1) - d01 / (2 * jnp.where(c2 == 0, -1e-300, c2)), x0, x2)
+    yv = y0 + d01 * (xv - x0) + c2 * (xv - x0) * (xv - x1)
+    fin = jnp.isfinite(y0) & jnp.isfinite(y2) & (c2 < 0)
+    return jnp.where(fin, jnp.maximum(yv, h[j]), jnp.max(h)), jnp.where(fin, xv, alphas[jnp.argmax(h)])
+
+
+def nonmonotonic_eta(
+    scenario: Scenario,
+    op0: OrderParams,
+    *,
+    eta_bracket,
+    alpha_max: float = 400.0,
+    n_alpha: int = 4000,
+    xtol: float = 1e-9,
+    eta2: bool = True,
+    i4: str = "exact",
+    order: int = 10,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    max_steps: int = 200_000,
+    eps_floor: float = 1e-7,
+) -> Threshold:
+    """The eta in `eta_bracket` above which `eps_g(alpha)` from `op0` is no longer monotonically
+    decreasing on `[0, alpha_max]`: the root of `h(eta) = max_alpha d ln eps_g / d alpha`
+    (`d eps_g / d alpha = grad eps_g . f` exactly at `n_alpha` recorded times, with a parabolic
+    refinement at the maximum). Points where `eps_g < eps_floor * eps_g(0)` are ignored: after
+    convergence eps_g is rounding noise (~1e-12) and its "increases" are not learning.
+    `details["alpha_at_max"]` is where the first increase appears."""
+    check_order_params(scenario, op0)
+    lo, hi = (float(e) for e in eta_bracket)
+    dtype = jnp.result_type(float)
+    alphas = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, alpha_max, n_alpha - 1)]).astype(dtype)
+    info = {}
+
+    def h(e):
+        tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, 1e4)
+        if int(tr.status) not in (RESULTS.successful, RESULTS.diverged):
+            raise RuntimeError(f"nonmonotonic_eta: integrate failed at eta = {e}: {tr.message()}")
+        v, a = _max_log_rate(scenario, tr.Q, tr.R, jnp.asarray(e, dtype), alphas,
+                             jnp.asarray(eps_floor, dtype), eta2=eta2, i4=i4, order=order)
+        info[e] = (float(a), bool(tr.diverged))
+        return float(v)
+
+    h_lo, h_hi = h(lo), h(hi)
+    if not (h_lo < 0 < h_hi):
+        raise ValueError(f"nonmonotonic_eta: need max d ln eps/d alpha < 0 at {lo} and > 0 at {hi} "
+                         f"(got {h_lo:.3e}, {h_hi:.3e})")
+    root, a, b, n = _illinois(h, lo, hi, h_lo, h_hi, xtol=xtol)
+    hr = h(root)
+    slope = (h_hi - h_lo) / (hi - lo)
+    tol = max(0.5 * abs(b - a), abs(hr) / abs(slope), 4 * np.finfo(float).eps * abs(root))
+    return Threshold(value=float(root), tol=float(tol), kind="nonmonotonic",
+                     bracket=(lo, hi),
+                     details={"n_evals": n + 3, "alpha_at_max": info[root][0],
+                              "h_at_root": hr, "alpha_max": alpha_max})
