@@ -32,6 +32,37 @@ from ._hermite import (
 from ._integrate import RESULTS as RESULTS, Trajectory as Trajectory, integrate as integrate
 from ._model import OrderParams as OrderParams, Scenario as Scenario, covariance as covariance
 from ._ode import eps_g as eps_g, vector_field as vector_field
+from ._fixed_points import (
+    Branch as Branch,
+    FixedPoint as FixedPoint,
+    continuation as continuation,
+    fixed_point as fixed_point,
+    flat_labels as flat_labels,
+    flatten_op as flatten_op,
+    symmetric_fixed_point as symmetric_fixed_point,
+    symmetry_basis as symmetry_basis,
+    symmetry_patterns as symmetry_patterns,
+    unflatten_op as unflatten_op,
+)
+from ._thresholds import (
+    Threshold as Threshold,
+    divergence_eta as divergence_eta,
+    fold_eta as fold_eta,
+    nonmonotonic_eta as nonmonotonic_eta,
+    stability_threshold as stability_threshold,
+)
+from ._sweep import REGIMES as SWEEP_REGIMES, load_sweep as load_sweep, sweep as sweep
+from ._simulate import (
+    SGDState as SGDState,
+    SimResult as SimResult,
+    align_units as align_units,
+    init_weights as init_weights,
+    make_sgd as make_sgd,
+    matched_theory as matched_theory,
+    permute_units as permute_units,
+    sim_order_params as sim_order_params,
+    simulate as simulate,
+)
 
 
 def enable_x64(enable: bool = True) -> None:
