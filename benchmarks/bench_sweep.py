@@ -3,7 +3,8 @@ in the same run:
 
 1. a Python loop over single jitted solves (`jaxdyn._integrate._solve`, one eta at a time);
 2. plain `jit(vmap(solve))` over all points at once;
-3. `jaxdyn.sweep` (sorted by eta, `lax.map(batch_size=B)`, `shard_map` over all visible devices).
+3. `jaxdyn.sweep` (sorted by eta, `lax.map(batch_size=B)`, `shard_map` over all visible devices),
+   and the same with a steady-state stop (`stop_tol`: converged solves end early).
 
 Wall times are after compilation (each variant is compiled and run once before timing).
 The loop is slow, so by default it is timed on `--loop-n` evenly spaced points and extrapolated
@@ -59,6 +60,8 @@ def main():
     ap.add_argument("--skip-vmap", action="store_true", help="skip the plain-vmap variant")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--chunk-size", type=int, default=None)
+    ap.add_argument("--stop-tol", type=float, default=1e-9,
+                    help="also time the sweep with this steady-state stop (0: skip)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
 
@@ -92,6 +95,27 @@ def main():
     res["max_steps"] = int(ds["num_steps"].max())
     print(f"jaxdyn.sweep: {res['sweep_s']:.2f} s (first call incl. compile {res['sweep_first_call_s']:.1f} s)",
           flush=True)
+
+    # 3b. the same sweep ending converged solves early (steady-state stop)
+    if args.stop_tol > 0:
+        def run_stop():
+            return jd.sweep(sc, op0, eta=etas, alphas=np.asarray(alphas), progress=False,
+                            batch_size=args.batch_size, chunk_size=args.chunk_size,
+                            stop_tol=args.stop_tol)
+
+        run_stop()
+        t = time.perf_counter()
+        dss = run_stop()
+        res["sweep_stop_s"] = time.perf_counter() - t
+        res["stop_tol"] = args.stop_tol
+        res["sweep_stop_total_steps"] = int(dss["num_steps"].sum())
+        a, b = ds["eps_g"].values, dss["eps_g"].values
+        ok = np.isfinite(a) & np.isfinite(b)
+        res["sweep_stop_max_abs_diff_eps_g"] = float(np.max(np.abs(a[ok] - b[ok])))
+        res["sweep_stop_same_regimes"] = bool(np.array_equal(ds["regime"].values, dss["regime"].values))
+        print(f"jaxdyn.sweep(stop_tol={args.stop_tol:g}): {res['sweep_stop_s']:.2f} s, "
+              f"{res['sweep_stop_total_steps']} steps, same regimes: {res['sweep_stop_same_regimes']}, "
+              f"max |d eps_g| {res['sweep_stop_max_abs_diff_eps_g']:.1e}", flush=True)
 
     # 2. plain vmap over everything
     if not args.skip_vmap:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import optimistix as optx
 
@@ -255,13 +256,19 @@ def _fixed_point_jit(scenario, x0, eta, basis, *, eta2, i4, order, rtol, atol, m
     x = sol.value if basis is None else basis @ sol.value
     ok = (sol.result == optx.RESULTS.successful) | (sol.result == optx.RESULTS.max_steps_reached)
     # keep the guess if Newton made it worse (e.g. a singular Jacobian at an exact fixed point, as
-    # at a transcritical bifurcation of the perfect-learning point)
+    # at a transcritical bifurcation of the perfect-learning point), or if the guess is already a
+    # root to `atol`: at singular covariances (perfect learning, |rho| = 1) the field is only
+    # Hoelder there, and a Newton polish that moves x by 1e-10 moves the Jacobian by ~1e-5
     xg = x0 if basis is None else basis @ z0
     res = lambda y: jnp.max(jnp.abs(flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)))
     r_new, r_old = res(x), res(xg)
-    keep = ~(r_new <= r_old)
-    x = jnp.where(keep, xg, x)
-    ok = ok | (keep & jnp.isfinite(r_old))
+    keep = ~(r_new <= r_old) | (r_old <= atol)
+    # value from the chosen point, derivative (implicit function theorem) always from Newton's root
+    x_d = jnp.where(jnp.isfinite(x), x, xg)
+    x = lax.stop_gradient(jnp.where(keep, xg, x_d)) + (x_d - lax.stop_gradient(x_d))
+    # a point whose residual is at the requested level is a fixed point whatever Newton's own
+    # criterion said (at a singular Jacobian it may report divergence after landing on the root)
+    ok = ok | (keep & jnp.isfinite(r_old)) | (r_new <= residual_tol)
     return _analyse(scenario, x, eta, eta2=eta2, i4=i4, order=order, basis=basis,
                     labels=flat_labels(K, M), residual_tol=residual_tol,
                     num_steps=sol.stats["num_steps"], ok=ok)
@@ -288,10 +295,10 @@ def fixed_point(
     eta2: bool = True,
     i4: str = "exact",
     order: int = 10,
-    rtol: float = 1e-6,
-    atol: float = 3e-8,
+    rtol: float = 1e-9,
+    atol: float = 1e-12,
     max_steps: int = 40,
-    residual_tol: float = 1e-7,
+    residual_tol: float = 1e-10,
     symmetry=None,
 ) -> FixedPoint:
     """Find a fixed point of the order-parameter ODEs near `guess` by Newton's method and analyse
@@ -307,9 +314,8 @@ def fixed_point(
       convergence makes the returned point far more accurate than `rtol` (the step before the
       last one was ~sqrt(rtol)), down to the rounding floor of the field.
     - `residual_tol`: `.converged` means `max|f(x*)| <= residual_tol` at the returned point (also
-      when Newton used all its steps: the ReLU field evaluated under `jit` has a rounding floor of
-      ~1e-9 at symmetric points, see `docs/REPRODUCTION_stability.md`, so Newton's own step-size
-      criterion may never fire there although the root is found to that floor).
+      when Newton used all its steps, e.g. at a near-singular Jacobian close to a fold, where its
+      step-size criterion may not fire although the residual is at the rounding level ~1e-16).
     - `symmetry`: search inside a symmetry subspace: a name of `symmetry_patterns`
       ("unspecialised", "identical", "site-symmetric"), a pair `(R_pattern, Q_pattern)` of label
       patterns, or a basis matrix `P` (n x d). Newton runs on `P^+ f(P z) = 0`; the stability is
@@ -352,7 +358,14 @@ def _basis(K, M, symmetry):
 
 def symmetric_fixed_point(scenario: Scenario, guess, *, eta, symmetry="unspecialised", **kw) -> FixedPoint:
     """`fixed_point(..., symmetry=symmetry)`: the search inside a symmetry subspace (default the
-    unspecialised plateau `R_in = r_n`, `Q_ii = q`, `Q_ik = c`), stability in the full space."""
+    unspecialised plateau `R_in = r_n`, `Q_ii = q`, `Q_ik = c`), stability in the full space.
+
+    Example (paper 000's K=M=2 plateau, small-eta dynamics):
+        >>> sc = jaxdyn.Scenario(K=2, M=2)
+        >>> guess = jaxdyn.OrderParams(Q=[[0.7, 0.4], [0.4, 0.7]], R=[[0.5, 0.5], [0.5, 0.5]])
+        >>> fp = jaxdyn.symmetric_fixed_point(sc, guess, eta=jnp.array(1.0), eta2=False)
+        >>> fp.op.R[0, 0], fp.n_unstable     # 0.52457922..., 1 (specialisation)
+    """
     return fixed_point(scenario, guess, eta=eta, symmetry=symmetry, **kw)
 
 
@@ -453,7 +466,7 @@ def continuation(
     i4: str = "exact",
     order: int = 10,
     symmetry=None,
-    residual_tol: float = 1e-7,
+    residual_tol: float = 1e-9,
 ) -> Branch:
     """Follow the branch of fixed points through `fixed_point_guess` (a fixed point, or close to
     one, at `eta_start`) towards `eta_stop` by pseudo-arclength continuation in `(x, eta)`
@@ -464,6 +477,12 @@ def continuation(
     after `max_points`, at a fold if `stop_at_fold`, or when the step size falls below `ds_min`.
 
     `symmetry` as in `fixed_point` is used only to correct the starting point.
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])     # perfect learning
+        >>> br = jaxdyn.continuation(sc, pl, eta_start=0.5, eta_stop=2.5)
+        >>> br.stability_changes      # one unstable direction from eta = 2 on
     """
     check_eta(eta_start)
     fp0 = fixed_point(scenario, fixed_point_guess, eta=eta_start, eta2=eta2, i4=i4, order=order,
@@ -474,7 +493,7 @@ def continuation(
             f"(residual {float(fp0.residual):.2e})"
         )
     dtype = jnp.result_type(float)
-    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-6, atol=3e-8, max_steps=16)
+    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-8, atol=1e-11, max_steps=16)
     direction = 1.0 if eta_stop >= eta_start else -1.0
     lo, hi = min(eta_start, eta_stop), max(eta_start, eta_stop)
     y = jnp.concatenate([fp0.x, jnp.asarray(eta_start, dtype)[None]])

@@ -226,7 +226,7 @@ def I4(cov, g, *, method: str = "exact", order: int = 10):
     of paper 001 truncated at `order`.
 
     Example:
-        >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/2)(1/2) = 1/16
+        >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/sqrt(2 pi))^2 = 1/(8 pi)
     """
     cov = _check_cov(cov, 4)
     acts = _acts(g, 4)

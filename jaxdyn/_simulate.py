@@ -138,6 +138,8 @@ def init_weights(key, scenario: Scenario, op0: OrderParams, N: int, dtype=jnp.fl
     "twice is enough"); `[B; J] = sqrt(N) L U^T`. Jit/vmap compatible (`N` static).
 
     Example:
+        >>> sc = jaxdyn.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+        >>> op0 = jaxdyn.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
         >>> B, J = jaxdyn.init_weights(jax.random.key(0), sc, op0, N=1000)
         >>> J @ J.T / 1000   # == op0.Q to float precision
     """
@@ -232,9 +234,11 @@ def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "
     - `step.order_params(state) -> OrderParams` (measured Q, R; also `jaxdyn.sim_order_params`)
 
     Example:
+        >>> sc = jaxdyn.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+        >>> op0 = jaxdyn.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
         >>> init, step = jaxdyn.make_sgd(sc, eta=1.0, N=1000)
         >>> s = init(0, op0)
-        >>> for _ in range(1000): s = step(s)        # alpha = 1
+        >>> s = step(s, 1000)                        # alpha = 1
         >>> step.order_params(s).R
     """
     spec = _spec(scenario, N, rng)

@@ -635,8 +635,8 @@ def sweep(
     Example:
         >>> sc = jaxdyn.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
         >>> op0 = jaxdyn.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
-        >>> ds = jaxdyn.sweep(sc, op0, eta=np.linspace(0.1, 1.3, 1024),
-        ...                   alphas=np.geomspace(1e-2, 1e3, 200), path="eta_sweep.nc")
+        >>> ds = jaxdyn.sweep(sc, op0, eta=np.linspace(0.1, 1.3, 16),   # 1024 in the benchmark
+        ...                   alphas=np.geomspace(1e-2, 1e3, 100), path="eta_sweep.nc")
         >>> ds.regime.plot()
     """
     import time

@@ -104,7 +104,12 @@ def stability_threshold(
 
     The branch is followed by `continuation` to locate the first sign change of the stability
     margin, which is then refined by a bracketing root finder on
-    `eta -> max Re lambda(fixed_point(eta))` (Newton solves warm-started on the branch)."""
+    `eta -> max Re lambda(fixed_point(eta))` (Newton solves warm-started on the branch).
+
+    Example (paper 000: K=M=1 perfect learning is stable for eta < 2):
+        >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
+        >>> jaxdyn.stability_threshold(jaxdyn.Scenario(K=1, M=1), pl, eta_bracket=(0.5, 3.0)).value
+    """
     e0, e1 = (float(e) for e in eta_bracket)
     br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
                       order=order, symmetry=symmetry, ds_max=ds_max, max_points=2000)
@@ -176,7 +181,14 @@ def fold_eta(
     the fold (`t_a` its tangent), the corrected point `y(s)` and its tangent are smooth in `s`; the
     fold is the root of the tangent's eta component, found by a bracketing solver in `s`
     (first derivatives only: no extended system with second derivatives). `details` holds the
-    fixed point at the fold (one eigenvalue ~ 0) and the eta of the partner branch point."""
+    fixed point at the fold (one eigenvalue ~ 0) and the eta of the partner branch point.
+
+    Example (paper 001: the plateau fixed point, here near its fold, disappears at 1.2543259):
+        >>> sc = jaxdyn.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+        >>> guess = jaxdyn.OrderParams(Q=[[2.0, 0.85], [0.85, 2.0]], R=[[0.41, 0.9], [0.41, 0.9]])
+        >>> fp = jaxdyn.symmetric_fixed_point(sc, guess, eta=jnp.array(1.25))
+        >>> jaxdyn.fold_eta(sc, fp.x, eta_start=1.25, eta_stop=1.3, ds_max=0.01).value
+    """
     e0 = float(eta_start)
     e1 = float(eta_stop) if eta_stop is not None else 10.0 * e0
     br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
@@ -189,7 +201,7 @@ def fold_eta(
     ya = jnp.asarray(np.concatenate([br.x[i - 1], [br.eta[i - 1]]]), dtype)
     yb = np.concatenate([br.x[i], [br.eta[i]]])
     ta = jnp.asarray(br.tangent[i - 1], dtype)
-    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-6, atol=3e-8, max_steps=16)
+    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-8, atol=1e-11, max_steps=16)
     sb = float(jnp.dot(ta, jnp.asarray(yb) - ya))
     pts = {}
 
@@ -257,7 +269,14 @@ def divergence_eta(
     """The smallest eta in `eta_bracket` for which the trajectory from `op0` diverges before
     `alpha_max` (bisection on `integrate(...).diverged`; the lower end must converge, the upper
     end diverge). Near the threshold the time to diverge grows, so `alpha_max` must be long enough:
-    `details["alpha_diverged"]` reports it at the upper end of the final bracket."""
+    `details["alpha_diverged"]` reports it at the upper end of the final bracket.
+
+    Example (K=M=1 ReLU from Q = 0.25, R = 0):
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> op0 = jaxdyn.OrderParams(Q=[[0.25]], R=[[0.0]])
+        >>> th = jaxdyn.divergence_eta(sc, op0, eta_bracket=(2.0, 3.0), alpha_max=200.0, xtol=1e-4)
+        >>> th.value, th.tol
+    """
     check_order_params(scenario, op0)
     lo, hi = (float(e) for e in eta_bracket)
     alphas = jnp.asarray([alpha_max], jnp.result_type(float))
@@ -339,7 +358,13 @@ def nonmonotonic_eta(
     (`d eps_g / d alpha = grad eps_g . f` exactly at `n_alpha` recorded times, with a parabolic
     refinement at the maximum). Points where `eps_g < eps_floor * eps_g(0)` are ignored: after
     convergence eps_g is rounding noise (~1e-12) and its "increases" are not learning.
-    `details["alpha_at_max"]` is where the first increase appears."""
+    `details["alpha_at_max"]` is where the first increase appears.
+
+    Example (paper 001; 1.2173269 at the default `xtol`):
+        >>> sc = jaxdyn.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+        >>> op0 = jaxdyn.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
+        >>> jaxdyn.nonmonotonic_eta(sc, op0, eta_bracket=(1.2, 1.23), xtol=1e-4, n_alpha=1000).value
+    """
     check_order_params(scenario, op0)
     lo, hi = (float(e) for e in eta_bracket)
     dtype = jnp.result_type(float)

@@ -217,7 +217,7 @@ def plateau_branch_001(eta_start=0.05, eta_stop=1.6, *, i4="exact", order=10, ds
 
 def paper001_thresholds(*, i4="exact", order=10, fast=False):
     """The four critical learning rates of paper 001's setting (exact values: see
-    docs/REPRODUCTION_stability.md). `fast`: loose tolerances, and the fold only to the resolution
+    docs/REPRODUCTION.md). `fast`: loose tolerances, and the fold only to the resolution
     of a short branch (no refinement), no non-monotonic onset."""
     import jaxdyn as jd
 
