@@ -1,4 +1,4 @@
-"""Independent NumPy reference for the ReLU I4 (used only when `jaxdyn._relu_moments` is absent).
+"""Independent NumPy/SciPy reference for the ReLU I4 (tests/test_relu_moments.py checks jaxdyn against it).
 
 `I4 = E[theta(z1) theta(z2) relu(z3) relu(z4)] = E[z3 z4 prod_k theta(z_k)]` for a correlation
 matrix C (unit diagonal, positive definite). Stein's lemma on z3 (SPEC section 2):

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._model import OrderParams, Scenario, check_eta, check_order_params, covariance
+from ._model import OrderParams, Scenario, check_eta, check_order_params
 
 
 __all__ = ["SimResult", "SGDState", "simulate", "init_weights", "make_sgd", "matched_theory",
@@ -341,7 +341,7 @@ def _default_chunk(N, batch, n_seeds):
 
 
 def _build_runner(scenario, spec: _Spec, dtype, chunk: int, n_test: int):
-    N, K, M = spec.N, spec.K, spec.M
+    N = spec.N
     g, gs = scenario.g, scenario.g_teacher
 
     def test_error(J, Bt, words, key, rec):

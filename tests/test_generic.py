@@ -75,7 +75,6 @@ def test_piecewise_linear_exact_route_vs_monte_carlo(name):
 
 
 def test_piecewise_linear_i4_exact_route_vs_monte_carlo():
-    pytest.importorskip("jaxdyn._relu_moments")
     for name in ("leaky", "abs"):
         f, d = NP[name]
         for k, C in enumerate(covs(3, 4, 2)):
@@ -94,7 +93,7 @@ def test_mixed_relu_erf_vs_monte_carlo():
     for k, C in enumerate(covs(5, 3, 2)):
         check_i2_i3_j2("relu", "erf", C, 50 + k)
         check_i2_i3_j2("erf", "relu", C, 60 + k)
-    (fr, dr), (fe, de) = NP["relu"], NP["erf"]
+    (fr, dr), (fe, _) = NP["relu"], NP["erf"]
     C = covs(6, 4, 1, corr=0.4)[0]
     assert bool(jd.hermite_in_region(C, 10, tol=1e-4))
     z = samples(C, 70)

@@ -2,9 +2,7 @@
 exact I4 (ReLU, erf) inside the trusted region to tight tolerance, and the convergence
 diagnostic."""
 
-import importlib.util
 import math
-import os
 import warnings
 
 import jax
@@ -17,19 +15,11 @@ from jaxdyn import _hermite as H
 
 
 def relu_i4_exact(C):
-    """The library's exact ReLU I4 when it exists, else the independent NumPy reference."""
-    try:
-        from jaxdyn._relu_moments import relu_i4
+    """The exact ReLU I4 (itself checked against Monte Carlo and an independent NumPy reference in
+    tests/test_relu_moments.py)."""
+    from jaxdyn._relu_moments import relu_i4
 
-        return np.asarray(relu_i4(jnp.asarray(C)))
-    except ImportError:
-        path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "_relu_i4_reference.py")
-        spec = importlib.util.spec_from_file_location("_relu_ref", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        d = np.sqrt(np.einsum("...ii->...i", C))
-        corr = C / (d[..., :, None] * d[..., None, :])
-        return mod.relu_i4_reference(corr) * d[..., 2] * d[..., 3]
+    return np.asarray(relu_i4(jnp.asarray(C)))
 
 
 def equi(r):

@@ -1,6 +1,5 @@
 """Paper 001 (K=M=2 ReLU, T=diag(1,2), Q0=diag(.1,.2), R0=1e-3 I): full eta^2 ODE, exact I4."""
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.figures.paper001 import learning_curve

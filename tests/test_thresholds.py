@@ -12,15 +12,6 @@ from jaxdyn._thresholds import _illinois
 from jaxdyn.figures import stability as st
 
 
-def _relu_i4():
-    pytest.importorskip("jaxdyn._relu_moments")
-    sc = jd.Scenario(K=1, M=1)
-    J = jax.jacfwd(lambda y: flat_field(sc, y, 1.0))(jnp.array([1.0, 1.0]))
-    if not bool(jnp.all(jnp.isfinite(J))):
-        pytest.xfail("NaN Jacobian of the eta^2 field: _ode.py's noise term noise**2 * J2(C_ii) has a "
-                     "NaN tangent at the singular (i, i) pair even for noise = 0")
-
-
 def test_illinois_root_and_bracket():
     root, a, b, n = _illinois(lambda x: x**3 - 2.0, 0.0, 3.0, -2.0, 25.0, xtol=1e-13)
     assert root == pytest.approx(2 ** (1 / 3), abs=1e-12) and abs(b - a) <= 1e-13 and n < 60
@@ -57,7 +48,6 @@ def test_erf_perfect_learning_stability_vs_linear_algebra():
 
 def test_kmm1_relu_eta_c_is_2():
     """Paper 000: eta_c = 2 for K = M = 1, as a root-finding problem (and any teacher norm)."""
-    _relu_i4()
     for t in (1.0, 2.0):
         sc = jd.Scenario(K=1, M=1, T=[[t]])
         th = jd.stability_threshold(sc, st.perfect_learning(sc), eta_bracket=(0.5, 3.0))
@@ -67,7 +57,6 @@ def test_kmm1_relu_eta_c_is_2():
 def test_kmm1_relu_divergence_vs_trajectories():
     """The divergence threshold from paper 000's initial condition, checked directly on
     trajectories on both sides."""
-    _relu_i4()
     sc = jd.Scenario(K=1, M=1)
     op0 = jd.OrderParams(Q=[[0.25]], R=[[0.0]])
     th = jd.divergence_eta(sc, op0, eta_bracket=(1.5, 3.0), alpha_max=500.0, xtol=1e-4)
@@ -81,7 +70,6 @@ def test_kmm1_relu_divergence_vs_trajectories():
 @pytest.mark.slow
 def test_paper001_perfect_learning_threshold_closed_form():
     """K = M = 2, T = diag(1, 2): perfect learning loses stability at eta = 3 - sqrt(3)."""
-    _relu_i4()
     from jaxdyn.figures.paper001 import scenario_and_init
 
     sc, _ = scenario_and_init()
@@ -91,7 +79,6 @@ def test_paper001_perfect_learning_threshold_closed_form():
 
 @pytest.mark.slow
 def test_paper001_perfect_learning_threshold_root_finding():
-    _relu_i4()
     from jaxdyn.figures.paper001 import scenario_and_init
 
     sc, _ = scenario_and_init()
@@ -103,7 +90,6 @@ def test_paper001_perfect_learning_threshold_root_finding():
 def test_paper001_thresholds_vs_trajectories():
     """Paper 001 (exact I4): non-monotonic onset ~1.2175 and divergence ~1.2575, each checked on
     trajectories just below and above."""
-    _relu_i4()
     from jaxdyn.figures.paper001 import scenario_and_init
 
     sc, op0 = scenario_and_init()

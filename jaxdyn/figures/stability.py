@@ -47,7 +47,7 @@ def symmetric_guess(sc, r=None, q=None, c=None):
     import jaxdyn as jd
 
     jnp = _jnp()
-    K, M = sc.K, sc.M
+    K = sc.K
     t = np.diag(np.asarray(sc.T))
     r = 0.5 if r is None else r
     R = np.tile(r * t, (K, 1))
