@@ -262,12 +262,15 @@ def fig2b(outdir, *, fast=False):
             axs[0].plot(br.eta[k - 1:], br.x[k - 1:, j], "--", c=axs[0].lines[-1].get_color(), lw=0.8)
     if fold:
         axs[0].axvline(fold["eta"], c="k", ls=":", lw=0.8)
+    top = max(float(np.max(br.x[:k, j])) for j, lab in enumerate(br.labels)
+              if lab in ("R11", "R12", "Q11", "Q12"))
+    axs[0].set_ylim(0, 1.5 * top)  # the partner branch runs off to large Q as eta decreases
     axs[0].set(xlabel=r"$\eta$", title="plateau fixed point (dashed: partner branch past the fold)")
     axs[0].legend(fontsize=7)
     eg = np.asarray([float(jd.eps_g(sc, br.op(i))) for i in range(n)])
     axs[1].plot(br.eta[:k], eg[:k], "-", label=r"$\epsilon_g$ at the fixed point")
     axs[1].plot(br.eta[k - 1:], eg[k - 1:], "--", lw=0.8)
-    axs[1].set(xlabel=r"$\eta$", ylabel=r"$\epsilon_g$")
+    axs[1].set(xlabel=r"$\eta$", ylabel=r"$\epsilon_g$", yscale="log")
     ax2 = axs[1].twinx()
     ax2.plot(br.eta, br.max_real, "r-", lw=0.6)
     ax2.set_ylabel(r"max Re $\lambda$", color="r")
