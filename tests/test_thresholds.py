@@ -94,7 +94,8 @@ def test_paper001_thresholds_vs_trajectories():
 
     sc, op0 = scenario_and_init()
     nm = jd.nonmonotonic_eta(sc, op0, eta_bracket=(1.20, 1.23), xtol=1e-7)
-    assert nm.value == pytest.approx(1.2173269, abs=1e-6)  # paper: ~1.2175 (5e-4 grid)
+    # paper: ~1.2175, the end of a 5e-4 grid cell; the trajectories below are the real check
+    assert 1.2170 < nm.value <= 1.2175
     alphas = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, 400.0, 6000)])
     for e, mono in [(nm.value - 1e-4, True), (nm.value + 1e-4, False)]:
         tr = jd.integrate(sc, op0, eta=e, alphas=alphas, rtol=1e-10, atol=1e-12)
@@ -102,7 +103,9 @@ def test_paper001_thresholds_vs_trajectories():
         d = np.diff(eg)[eg[1:] > 1e-7 * eg[0]]  # below that eps_g is rounding noise
         assert bool(np.all(d <= 0)) == mono
     dv = jd.divergence_eta(sc, op0, eta_bracket=(1.25, 1.27), xtol=1e-6)
-    assert dv.value == pytest.approx(1.2579572, abs=2e-6)  # paper: ~1.2575 (it converges there)
+    # paper: "above 1.2575"; at 1.2575 itself the trajectory converges (checked below)
+    assert 1.2575 < dv.value <= 1.2580
     for e, div in [(dv.value - 1e-5, False), (dv.value + 1e-5, True)]:
         tr = jd.integrate(sc, op0, eta=e, alphas=jnp.array([2000.0]), throw=False)
         assert bool(tr.diverged) == div
+    assert not bool(jd.integrate(sc, op0, eta=1.2575, alphas=jnp.array([2000.0])).diverged)
