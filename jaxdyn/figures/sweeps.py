@@ -138,8 +138,15 @@ def _thresholds_for(outdir, sc, op0, brackets, fast):
         nm = jd.nonmonotonic_eta(sc, op0, eta_bracket=(lo - 2e-3, hi + 2e-3), xtol=1e-7)
         lo, hi = brackets["divergence"]
         dv = jd.divergence_eta(sc, op0, eta_bracket=(lo - 1e-3, hi + 1e-3), xtol=1e-7)
-        return {"nonmonotonic": float(nm), "divergence": float(dv),
-                "fold": PAPER_001["fold"]}, "jaxdyn threshold finders (fold: paper value)"
+        # the fold to the resolution of a short continuation (fold_eta refines it: 001-thresholds)
+        from .stability import plateau_fixed_point
+
+        fp = plateau_fixed_point(sc, 1.24)
+        br = jd.continuation(sc, fp.x, eta_start=1.24, eta_stop=1.3, ds_max=0.01,
+                             stop_at_fold=True, max_points=200)
+        fold = float(np.max(br.eta)) if br.folds else PAPER_001["fold"]
+        src = "jaxdyn threshold finders" + ("" if br.folds else " (fold: paper value)")
+        return {"nonmonotonic": float(nm), "divergence": float(dv), "fold": fold}, src
     return dict(PAPER_001), "paper 001 (printed)"
 
 
