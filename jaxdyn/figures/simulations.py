@@ -182,7 +182,7 @@ def fig000_2(outdir, *, fast=False):
     plt = _plt()
     sc = jd.Scenario(K=2, M=2)
     op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
-    # full: the paper's N = 10^4 (alpha to 600: ~6e6 steps per seed, a few minutes per seed on CPU)
+    # full: the paper's N = 10^4 (alpha to 600: 6e6 steps per seed; 4 seeds took 18 min on 2 cores)
     N, S, amax, n = (300, 3, 150.0, 40) if fast else (10_000, 4, 600.0, 80)
     d = compare(sc, op0, eta=0.1, N=N, seeds=S, alphas=_grid(amax, n, start=0.1, extra=[20.0]),
                 eta2=True, matched=not fast)
