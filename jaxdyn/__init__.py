@@ -9,6 +9,7 @@ import importlib.metadata
 
 from ._activations import (
     AbstractActivation as AbstractActivation,
+    AbstractPiecewiseLinear as AbstractPiecewiseLinear,
     Activation as Activation,
     Erf as Erf,
     Linear as Linear,
@@ -31,7 +32,13 @@ from ._hermite import (
 )
 from ._integrate import RESULTS as RESULTS, Trajectory as Trajectory, integrate as integrate
 from ._model import OrderParams as OrderParams, Scenario as Scenario, covariance as covariance
-from ._ode import eps_g as eps_g, vector_field as vector_field
+from ._ode import (
+    ExactI4 as ExactI4,
+    HermiteI4 as HermiteI4,
+    OrderParamODE as OrderParamODE,
+    eps_g as eps_g,
+    vector_field as vector_field,
+)
 from ._fixed_points import (
     Branch as Branch,
     FixedPoint as FixedPoint,
@@ -63,6 +70,9 @@ from ._simulate import (
     sim_order_params as sim_order_params,
     simulate as simulate,
 )
+
+
+from . import papers as papers
 
 
 def enable_x64(enable: bool = True) -> None:

@@ -30,11 +30,36 @@ class AbstractActivation(eqx.Module):
         return type(self).__name__.lower()
 
 
-class ReLU(AbstractActivation):
+class AbstractPiecewiseLinear(AbstractActivation):
+    """Activations `g(x) = slope_pos * x` for x > 0 and `slope_neg * x` for x < 0 (ReLU, LeakyReLU,
+    Abs, Linear). Then `g = slope_pos relu(x) - slope_neg relu(-x)`, so every Gaussian average of
+    such units is an exact signed sum of ReLU averages: the two slopes are all the averages need."""
+
+    @property
+    def slope_pos(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def slope_neg(self) -> float:
+        raise NotImplementedError
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x > 0, self.slope_pos * x, self.slope_neg * x)
+
+    def deriv(self, x):
+        x = jnp.asarray(x)
+        return jnp.where(x > 0, self.slope_pos, jnp.where(x < 0, self.slope_neg, 0.0)).astype(x.dtype)
+
+
+class ReLU(AbstractPiecewiseLinear):
     """g(x) = max(0, x); g'(x) = theta(x) (with theta(0) = 0).
 
     Example: `jaxdyn.ReLU()(jnp.array([-1.0, 2.0]))` gives `[0., 2.]`.
     """
+
+    slope_pos = 1.0
+    slope_neg = 0.0
 
     def __call__(self, x):
         return jnp.maximum(x, 0.0)
@@ -58,8 +83,11 @@ class Erf(AbstractActivation):
         return jnp.sqrt(2.0 / jnp.pi) * jnp.exp(-0.5 * x**2)
 
 
-class Linear(AbstractActivation):
+class Linear(AbstractPiecewiseLinear):
     """g(x) = x. Example: `jaxdyn.Linear()(3.0)` gives `3.0`."""
+
+    slope_pos = 1.0
+    slope_neg = 1.0
 
     def __call__(self, x):
         return jnp.asarray(x)
@@ -110,8 +138,11 @@ def as_activation(g) -> AbstractActivation:
 
 def _registry() -> dict[str, type]:
     out = {}
-    for cls in AbstractActivation.__subclasses__():
-        if cls is not Activation:
+    todo = list(AbstractActivation.__subclasses__())
+    while todo:  # all concrete subclasses, also those below an abstract base
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls is not Activation and not cls.__name__.startswith("Abstract"):
             out[cls.__name__.lower()] = cls
     return out
 
@@ -182,7 +213,7 @@ class Swish(AbstractActivation):
         return s + x * s * (1.0 - s)
 
 
-class LeakyReLU(AbstractActivation):
+class LeakyReLU(AbstractPiecewiseLinear):
     """g(x) = x for x > 0, `slope * x` otherwise; g'(x) = 1 or `slope`.
 
     `slope` is static (part of the activation's identity: a new slope compiles anew). Since
@@ -196,6 +227,14 @@ class LeakyReLU(AbstractActivation):
     def __init__(self, slope: float = 0.01):
         self.slope = float(slope)
 
+    @property
+    def slope_pos(self) -> float:
+        return 1.0
+
+    @property
+    def slope_neg(self) -> float:
+        return self.slope
+
     def __call__(self, x):
         x = jnp.asarray(x)
         return jnp.where(x > 0, x, self.slope * x)
@@ -205,11 +244,14 @@ class LeakyReLU(AbstractActivation):
         return jnp.where(x > 0, 1.0, self.slope).astype(x.dtype)
 
 
-class Abs(AbstractActivation):
+class Abs(AbstractPiecewiseLinear):
     """g(x) = |x|; g'(x) = sign(x). Since `|x| = relu(x) + relu(-x)`, averages are exact ReLU ones.
 
     Example: `jaxdyn.Abs()(-2.0)` gives `2.0`.
     """
+
+    slope_pos = 1.0
+    slope_neg = -1.0
 
     def __call__(self, x):
         return jnp.abs(jnp.asarray(x))

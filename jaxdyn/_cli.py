@@ -4,14 +4,15 @@ other modules register (`simulate`, `stability`, `sweep`). Float64 is switched o
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
 
+from . import _cli_simulate, _cli_stability, _cli_sweep
 
 # subcommand modules: each provides add_parser(subparsers) -> parser, and run(args) (or sets
-# `func` on its parser itself)
-_SUBCOMMANDS = ["jaxdyn._cli_simulate", "jaxdyn._cli_stability", "jaxdyn._cli_sweep"]
+# `func` on its parser itself). Imported explicitly: a missing one is an error, not a silence.
+_SUBCOMMANDS = [_cli_simulate, _cli_stability, _cli_sweep]
 
 
 def _reproduce(args) -> int:
@@ -44,13 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fast", action="store_true", help="small workload (smoke test)")
     r.add_argument("-v", "--verbose", action="store_true")
     r.set_defaults(func=_reproduce)
-    for mod in _SUBCOMMANDS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
+    for m in _SUBCOMMANDS:
         sp = m.add_parser(sub)
         if sp is not None and hasattr(m, "run") and sp.get_default("func") is None:
             sp.set_defaults(func=m.run)
@@ -58,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # figures are written to files: a non-interactive backend unless the user chose one (the
+    # library itself never switches backends)
+    os.environ.setdefault("MPLBACKEND", "Agg")
     import jax
 
     jax.config.update("jax_enable_x64", True)

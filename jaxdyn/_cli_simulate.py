@@ -50,7 +50,7 @@ def run(args) -> int:
 
     import jaxdyn as jd
 
-    from .figures.simulations import _plt, plot_compare
+    from .figures.simulations import plot_compare, pyplot
 
     jax.config.update("jax_enable_x64", True)
     K, M = args.K, args.M
@@ -105,7 +105,7 @@ def run(args) -> int:
         "note": "student units relabelled per seed to the ODE's specialisation (see perms in the NPZ)",
     }
     (out / "simulate.json").write_text(json.dumps(summary, indent=1))
-    plt = _plt()
+    plt = pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     plot_compare(axs, d, log=not args.linear_alpha, matched=args.matched)
     fig.suptitle(f"K={K}, M={M}, {args.activation}, eta={args.eta}, N={args.N}, {args.seeds} seeds")

@@ -411,7 +411,8 @@ class Branch(eqx.Module):
         return unflatten_op(jnp.asarray(self.x[i]), K, M)
 
 
-def _ext_field(scenario, y, *, eta2, i4, order):
+def extended_field(scenario, y, *, eta2=True, i4="exact", order=10):
+    """The field on the extended space `y = (flat overlaps, eta)` of the continuation."""
     return flat_field(scenario, y[:-1], y[-1], eta2=eta2, i4=i4, order=order)
 
 
@@ -426,26 +427,26 @@ def _tangent(A, t_prev):
 
 
 @eqx.filter_jit
-def _arc_correct(scenario, y_pred, t_ref, y_base, s, *, eta2, i4, order, rtol, atol, max_steps):
+def arc_correct(scenario, y_pred, t_ref, y_base, s, *, eta2, i4, order, rtol, atol, max_steps):
     """Solve f(x, eta) = 0 on the hyperplane t_ref . (y - y_base) = s, starting from y_pred; return
     the point, its tangent (oriented along t_ref), spectrum and status."""
 
     def G(y, args):
         sc, tr, yb, ss = args
         return jnp.concatenate([
-            _ext_field(sc, y, eta2=eta2, i4=i4, order=order),
+            extended_field(sc, y, eta2=eta2, i4=i4, order=order),
             jnp.dot(tr, y - yb)[None] - ss,
         ])
 
     sol = optx.root_find(G, optx.Newton(rtol=rtol, atol=atol), y_pred, (scenario, t_ref, y_base, s),
                          max_steps=max_steps, throw=False)
     y = sol.value
-    A = jax.jacfwd(lambda yy: _ext_field(scenario, yy, eta2=eta2, i4=i4, order=order))(y)
+    A = jax.jacfwd(lambda yy: extended_field(scenario, yy, eta2=eta2, i4=i4, order=order))(y)
     t = _tangent(A, t_ref)
     lam = jnp.linalg.eigvals(A[:, :-1])
     lam = lam[jnp.lexsort((jnp.imag(lam), -jnp.real(lam)))]
     nu, _ = _classify(lam)
-    res = jnp.max(jnp.abs(_ext_field(scenario, y, eta2=eta2, i4=i4, order=order)))
+    res = jnp.max(jnp.abs(extended_field(scenario, y, eta2=eta2, i4=i4, order=order)))
     ok = ((sol.result == optx.RESULTS.successful) | (sol.result == optx.RESULTS.max_steps_reached)) \
         & jnp.all(jnp.isfinite(y))
     return y, t, lam, nu, res, ok, sol.stats["num_steps"]
@@ -500,7 +501,7 @@ def continuation(
     n1 = y.shape[0]
     e_eta = jnp.zeros(n1, dtype).at[-1].set(direction)
     # initial tangent, oriented towards eta_stop
-    _, t, lam, nu, res, ok, _ = _arc_correct(scenario, y, e_eta, y, jnp.asarray(0.0, dtype), **kw)
+    _, t, lam, nu, res, ok, _ = arc_correct(scenario, y, e_eta, y, jnp.asarray(0.0, dtype), **kw)
     etas, xs, lams, nus, ress, tans = [float(y[-1])], [np.asarray(y[:-1])], [np.asarray(lam)], \
         [int(nu)], [float(res)], [np.asarray(t)]
     folds, changes = [], []
@@ -508,7 +509,7 @@ def continuation(
     stopped = "max_points"
     while len(etas) < max_points:
         y_pred = y + h * t
-        y_new, t_new, lam, nu, res, ok, _ = _arc_correct(
+        y_new, t_new, lam, nu, res, ok, _ = arc_correct(
             scenario, y_pred, t, y, jnp.asarray(h, dtype), **kw
         )
         ok = bool(ok) and float(res) <= residual_tol

@@ -20,10 +20,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _generic as generic_route
 from ._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
-
-
-_TWO_PI = 2.0 * np.pi
+from ._checks import check_psd, concrete
+from ._closed_forms import (
+    erf_i2,
+    erf_i3,
+    erf_i4,
+    erf_j2,
+    relu_i2,
+    relu_i3,
+    relu_j2,
+    relu_moment_small as relu_moment_small,
+)
+from ._relu_moments import relu_i4
 
 
 def _acts(g, n: int) -> tuple[AbstractActivation, ...]:
@@ -35,7 +45,11 @@ def _acts(g, n: int) -> tuple[AbstractActivation, ...]:
     return (a,) * n
 
 
-def _check_cov(cov, n: int):
+def _check_cov(cov, n: int, *, psd: bool = False):
+    if psd:  # value check on the concrete input only (NumPy), never on a tracer
+        c = concrete(cov)
+        if c is not None and c.ndim >= 2 and c.shape[-2:] == (n, n):
+            check_psd(c, f"cov (a {n} x {n} covariance)")
     cov = jnp.asarray(cov)
     if not jnp.issubdtype(cov.dtype, jnp.floating):
         cov = cov.astype(float)
@@ -49,136 +63,6 @@ def _same_type(acts) -> type | None:
     return t if all(type(a) is t for a in acts) else None
 
 
-def _safe_sqrt(x):
-    # sqrt whose value is exact and whose derivative is never evaluated at 0 (callers supply
-    # their own derivatives); clipping at 0 also removes the ~-1e-17 rounding of parallel vectors.
-    return jnp.sqrt(jnp.maximum(x, 0.0))
-
-
-def _safe_ratio(num, sqrt_den, bound):
-    """num / sqrt_den, set to 0 where sqrt_den == 0 and clipped to [-bound, bound].
-
-    Used for the Cauchy-Schwarz-bounded ratios Cov(z_b, e) / sd(e) that appear in derivatives at
-    collinear covariances: along any feasible direction they vanish like sqrt(distance), so the
-    one-sided derivative at the singular point is the regular part alone.
-    """
-    ok = sqrt_den > 1e-150
-    r = num / jnp.where(ok, sqrt_den, 1.0)
-    return jnp.where(ok, jnp.clip(r, -bound, bound), 0.0)
-
-
-# --------------------------------------------------------------------------------------- ReLU
-def _det2(c11, c22, c12):
-    # c11 c22 - c12^2 as (s - |c12|)(s + |c12|) with s = sqrt(c11 c22): exactly 0 when all three
-    # entries are equal (sqrt(fl(a*a)) == a in IEEE arithmetic), whereas the plain form under
-    # XLA's fused multiply-add leaves the rounding error of a^2 (+-1e-17, so sqrt ~ 3e-9).
-    s = jnp.sqrt(c11 * c22)
-    b = jnp.abs(c12)
-    return (s - b) * (s + b)
-
-
-def _corr(c12, c11, c22):
-    s = jnp.sqrt(c11 * c22)
-    return jnp.clip(c12 / s, -1.0, 1.0)
-
-
-# asin(c12 / sqrt(c11 c22)) is evaluated as atan2(c12, sqrt(det)): well conditioned at |rho| -> 1,
-# and exactly +-pi/2 there (jit rewrites c12 / sqrt(.) as c12 * rsqrt(.), which is off by an ulp,
-# and asin(1 - 1e-16) is off by 1.5e-8).
-@jax.custom_jvp
-def _relu_i2(c11, c22, c12):
-    # E[relu(a) relu(b)] = c12/4 + (sqrt(c11 c22 - c12^2) + c12 asin(rho)) / (2 pi)  (paper 002 eq. 28)
-    D = _safe_sqrt(_det2(c11, c22, c12))
-    return c12 / 4 + (D + c12 * jnp.arctan2(c12, D)) / _TWO_PI
-
-
-@_relu_i2.defjvp
-def _relu_i2_jvp(primals, tangents):
-    c11, c22, c12 = primals
-    t11, t22, t12 = tangents
-    out = _relu_i2(c11, c22, c12)
-    sD = _safe_sqrt(_det2(c11, c22, c12))
-    d11 = sD / (2 * _TWO_PI * c11)
-    d22 = sD / (2 * _TWO_PI * c22)
-    d12 = 0.25 + jnp.arctan2(c12, sD) / _TWO_PI
-    return out, d11 * t11 + d22 * t22 + d12 * t12
-
-
-@jax.custom_jvp
-def _relu_i3(a, b, c, p, q):
-    # paper 000 eq. (6) with a = s11, b = s13, c = s33, p = s12, q = s23:
-    # E[theta(z1) z2 relu(z3)] = p sqrt(ac - b^2) / (2 pi a) + q asin(b / sqrt(ac)) / (2 pi) + q / 4
-    sD = _safe_sqrt(_det2(a, c, b))
-    return p * sD / (_TWO_PI * a) + q * jnp.arctan2(b, sD) / _TWO_PI + q / 4
-
-
-@_relu_i3.defjvp
-def _relu_i3_jvp(primals, tangents):
-    a, b, c, p, q = primals
-    ta, tb, tc, tp, tq = tangents
-    out = _relu_i3(a, b, c, p, q)
-    sD = _safe_sqrt(_det2(a, c, b))
-    # |q a - p b| <= a sd(z2) sqrt(D / a) and |p c - q b| <= c sd(z2) sqrt(D / c) by Cauchy-Schwarz;
-    # sd(z2) is bounded by sqrt(|p| |q|)-free quantities we do not have, so bound by a generous
-    # multiple of the scale (the clip only guards rounding noise where D ~ 0).
-    scale = 1e3 * (jnp.abs(a) + jnp.abs(c) + jnp.abs(p) + jnp.abs(q) + 1.0)
-    r_b = _safe_ratio(q * a - p * b, sD, scale * a)
-    r_c = _safe_ratio(p * c - q * b, sD, scale * c)
-    dp = sD / (_TWO_PI * a)
-    dq = 0.25 + jnp.arctan2(b, sD) / _TWO_PI
-    db = r_b / (_TWO_PI * a)
-    da = r_c / (2 * _TWO_PI * a) - p * sD / (_TWO_PI * a**2)
-    dc = r_c / (2 * _TWO_PI * c)
-    return out, da * ta + db * tb + dc * tc + dp * tp + dq * tq
-
-
-def relu_moment_small(cov, p: int, q: int):
-    """`E[z_p z_q prod_k theta(z_k)]` for n = 1, 2 units (`cov` of shape (..., n, n)), by the
-    closed forms above, whose derivatives stay exact at collinear units (|rho| = 1)."""
-    n = cov.shape[-1]
-    if n == 1:
-        return cov[..., 0, 0] / 2
-    if n != 2:
-        raise ValueError("relu_moment_small handles 1 or 2 units")
-    c00, c11, c01 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
-    if p != q:
-        return _relu_i2(c00, c11, c01)  # E[z0 z1 theta0 theta1] = E[relu(z0) relu(z1)]
-    if p == 0:  # E[theta(z1) z0 relu(z0)]: I3 with (z1, z2, z3) = (unit 1, unit 0, unit 0)
-        return _relu_i3(c11, c01, c00, c01, c00)
-    return _relu_i3(c00, c01, c11, c01, c11)
-
-
-def _relu_j2(c11, c22, c12):
-    return 0.25 + jnp.arcsin(_corr(c12, c11, c22)) / _TWO_PI
-
-
-# ---------------------------------------------------------------------------------------- erf
-def _erf_i2(c11, c22, c12):
-    return (2 / np.pi) * jnp.arcsin(c12 / jnp.sqrt((1 + c11) * (1 + c22)))
-
-
-def _erf_i3(C):
-    c11, c12, c13 = C[..., 0, 0], C[..., 0, 1], C[..., 0, 2]
-    c23, c33 = C[..., 1, 2], C[..., 2, 2]
-    L3 = (1 + c11) * (1 + c33) - c13**2
-    return (2 / np.pi) * (c23 * (1 + c11) - c12 * c13) / ((1 + c11) * jnp.sqrt(L3))
-
-
-def _erf_i4(C):
-    c = lambda i, j: C[..., i, j]
-    c11, c22, c33, c44 = c(0, 0), c(1, 1), c(2, 2), c(3, 3)
-    c12, c13, c14, c23, c24, c34 = c(0, 1), c(0, 2), c(0, 3), c(1, 2), c(1, 3), c(2, 3)
-    L4 = (1 + c11) * (1 + c22) - c12**2
-    L0 = L4 * c34 - c23 * c24 * (1 + c11) - c13 * c14 * (1 + c22) + c12 * c13 * c24 + c12 * c14 * c23
-    L1 = L4 * (1 + c33) - c23**2 * (1 + c11) - c13**2 * (1 + c22) + 2 * c12 * c13 * c23
-    L2 = L4 * (1 + c44) - c24**2 * (1 + c11) - c14**2 * (1 + c22) + 2 * c12 * c14 * c24
-    return (4 / np.pi**2) * jnp.arcsin(L0 / jnp.sqrt(L1 * L2)) / jnp.sqrt(L4)
-
-
-def _erf_j2(c11, c22, c12):
-    return (2 / np.pi) / jnp.sqrt((1 + c11) * (1 + c22) - c12**2)
-
-
 # ------------------------------------------------------------------------------ public functions
 def I2(cov, g):
     """`E[g1(z1) g2(z2)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 2, 2)`.
@@ -186,14 +70,19 @@ def I2(cov, g):
     Example:
         >>> jaxdyn.I2(jnp.eye(2), jaxdyn.ReLU())   # = 1/(2 pi)
     """
+    return gauss_i2(_check_cov(cov, 2, psd=True), g)
+
+
+def gauss_i2(cov, g):
+    """`jaxdyn.I2` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 2)
     acts = _acts(g, 2)
     c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
     t = _same_type(acts)
     if t is ReLU:
-        return _relu_i2(c11, c22, c12)
+        return relu_i2(c11, c22, c12)
     if t is Erf:
-        return _erf_i2(c11, c22, c12)
+        return erf_i2(c11, c22, c12)
     if t is Linear:
         return c12
     return _generic("I2")(cov, acts)
@@ -205,13 +94,18 @@ def I3(cov, g):
     Example:
         >>> jaxdyn.I3(jnp.eye(3), jaxdyn.ReLU())   # = 0: z2 is independent of z1, z3
     """
+    return gauss_i3(_check_cov(cov, 3, psd=True), g)
+
+
+def gauss_i3(cov, g):
+    """`jaxdyn.I3` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 3)
     acts = _acts(g, 2)
     t = _same_type(acts)
     if t is ReLU:
-        return _relu_i3(cov[..., 0, 0], cov[..., 0, 2], cov[..., 2, 2], cov[..., 0, 1], cov[..., 1, 2])
+        return relu_i3(cov[..., 0, 0], cov[..., 0, 2], cov[..., 2, 2], cov[..., 0, 1], cov[..., 1, 2])
     if t is Erf:
-        return _erf_i3(cov)
+        return erf_i3(cov)
     if t is Linear:
         return cov[..., 1, 2]
     return _generic("I3")(cov, acts)
@@ -228,6 +122,11 @@ def I4(cov, g, *, method: str = "exact", order: int = 10):
     Example:
         >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/sqrt(2 pi))^2 = 1/(8 pi)
     """
+    return gauss_i4(_check_cov(cov, 4, psd=True), g, method=method, order=order)
+
+
+def gauss_i4(cov, g, *, method: str = "exact", order: int = 10):
+    """`jaxdyn.I4` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 4)
     acts = _acts(g, 4)
     if method == "hermite":
@@ -236,11 +135,9 @@ def I4(cov, g, *, method: str = "exact", order: int = 10):
         raise ValueError(f"unknown method {method!r}; use 'exact' or 'hermite'")
     t = _same_type(acts)
     if t is ReLU:
-        from ._relu_moments import relu_i4
-
         return relu_i4(cov)
     if t is Erf:
-        return _erf_i4(cov)
+        return erf_i4(cov)
     if t is Linear:
         return cov[..., 2, 3]
     return _generic("I4")(cov, acts)
@@ -252,29 +149,24 @@ def J2(cov, g):
     Example:
         >>> jaxdyn.J2(jnp.eye(2), jaxdyn.ReLU())   # = 1/4
     """
+    return gauss_j2(_check_cov(cov, 2, psd=True), g)
+
+
+def gauss_j2(cov, g):
+    """`jaxdyn.J2` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 2)
     acts = _acts(g, 2)
     c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
     t = _same_type(acts)
     if t is ReLU:
-        return _relu_j2(c11, c22, c12)
+        return relu_j2(c11, c22, c12)
     if t is Erf:
-        return _erf_j2(c11, c22, c12)
+        return erf_j2(c11, c22, c12)
     if t is Linear:
         return jnp.ones_like(c12)
     return _generic("J2")(cov, acts)
 
 
 def _generic(kind: str):
-    """The route for activations without a closed form (Gauss-Hermite quadrature / series)."""
-    try:
-        from . import _generic as gen
-    except ImportError:  # pragma: no cover - until the generic route lands
-        gen = None
-    fn = getattr(gen, kind, None) if gen is not None else None
-    if fn is None:
-        raise NotImplementedError(
-            f"{kind} has no closed form for these activations and the generic route is not "
-            "available; use ReLU, Erf or Linear"
-        )
-    return fn
+    """The route for activations without a closed form (quadrature / series / ReLU reduction)."""
+    return getattr(generic_route, kind)

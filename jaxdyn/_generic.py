@@ -1,6 +1,6 @@
 """The generic route of `jaxdyn.I2`, `I3`, `I4`, `J2` (activations without a closed form, mixtures).
 
-Looked up by `_gauss._generic(kind)`. `acts` is a tuple of activations, one per position:
+Called by the dispatch in `jaxdyn._gauss`. `acts` is a tuple of activations, one per position:
 I2 `(g1, g2)`: `E[g1(z1) g2(z2)]`; J2 `(g1, g2)`: `E[g1'(z1) g2'(z2)]`; I3 `(g1, g3)`:
 `E[g1'(z1) z2 g3(z3)]`; I4 `(g1, g2, g3, g4)`: `E[g1'(z1) g2'(z2) g3(z3) g4(z4)]`.
 
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _hermite
-from ._gauss import _relu_i2, _relu_i3, _relu_j2
+from ._closed_forms import relu_i2, relu_i3, relu_j2
 from ._hermite import relu_decomposition
 
 
@@ -112,7 +112,7 @@ def I2(cov, acts):
         for s1, s2 in it.product((1, -1), repeat=2):
             k = _kg(decs[0], s1) * _kg(decs[1], s2)
             if k != 0.0:
-                out = out + k * _relu_i2(c11, c22, s1 * s2 * c12)
+                out = out + k * relu_i2(c11, c22, s1 * s2 * c12)
         return out * jnp.ones_like(c12)
     return _quad_pair(cov, g1, g2)
 
@@ -127,7 +127,7 @@ def J2(cov, acts):
         for s1, s2 in it.product((1, -1), repeat=2):
             k = _kd(decs[0], s1) * _kd(decs[1], s2)
             if k != 0.0:
-                out = out + k * _relu_j2(c11, c22, s1 * s2 * c12)
+                out = out + k * relu_j2(c11, c22, s1 * s2 * c12)
         return out * jnp.ones_like(c12)
     return _quad_pair(cov, g1.deriv, g2.deriv)
 
@@ -148,7 +148,7 @@ def I3(cov, acts):
         for s1, s3 in it.product((1, -1), repeat=2):
             k = _kd(decs[0], s1) * _kg(decs[1], s3)
             if k != 0.0:
-                out = out + k * _relu_i3(c11, s1 * s3 * c13, c33, s1 * c12, s3 * c23)
+                out = out + k * relu_i3(c11, s1 * s3 * c13, c33, s1 * c12, s3 * c23)
         return out * jnp.ones_like(c12)
     u1, u2, w, L11, L21, L22 = _quad2d(c11, c13, c33)
     ok1 = L11 > 0

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import Abs, AbstractActivation, Erf, LeakyReLU, Linear, ReLU
+from ._activations import AbstractActivation, AbstractPiecewiseLinear, Erf
+from ._checks import check_order
 
 
 # --------------------------------------------------------------------------- quadrature rule
@@ -75,15 +76,8 @@ def relu_decomposition(g: AbstractActivation) -> tuple[float, float] | None:
     Covers ReLU (1, 0), Linear (1, -1), LeakyReLU(a) (1, -a) and Abs (1, 1): exactly the
     activations that are linear combinations of `x`, `relu(x)`, `relu(-x)`.
     """
-    t = type(g)
-    if t is ReLU:
-        return (1.0, 0.0)
-    if t is Linear:
-        return (1.0, -1.0)
-    if t is LeakyReLU:
-        return (1.0, -float(g.slope))
-    if t is Abs:
-        return (1.0, 1.0)
+    if isinstance(g, AbstractPiecewiseLinear):
+        return (float(g.slope_pos), 0.0 - float(g.slope_neg))
     return None
 
 
@@ -345,7 +339,7 @@ def hermite_i4(cov, acts, order: int = 10, *, warn: bool = True):
     cov = jnp.asarray(cov)
     if cov.shape[-2:] != (4, 4):
         raise ValueError(f"cov must have shape (..., 4, 4), got {cov.shape}")
-    order = int(order)
+    order = check_order(order)
     s, rho = _correlations(cov)
     decs = [relu_decomposition(g) for g in acts]
     if all(d is not None for d in decs):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._activations import AbstractActivation, as_activation
+from ._checks import check_eta as check_eta, check_psd, concrete
 
 
 class OrderParams(eqx.Module):
@@ -109,15 +110,17 @@ class Scenario(eqx.Module):
             raise ValueError(f"v must have shape (K,) = {(K,)}, got {self.v.shape}")
         if self.w.shape != (M,):
             raise ValueError(f"w must have shape (M,) = {(M,)}, got {self.w.shape}")
-        if not _is_tracer(self.T):
-            _check_psd(np.asarray(self.T), "T", strict=True)
-        for name in ("noise", "weight_decay"):
-            val = getattr(self, name)
-            if val.ndim == 0 and not _is_tracer(val) and float(val) < 0:
+        # value checks on the concrete inputs only (NumPy), so a Scenario can be built under jit
+        T_c = None if T is None else concrete(T)  # the default identity is positive definite
+        if T_c is not None:
+            check_psd(T_c, "T", strict=True)
+        for name, raw in (("noise", noise), ("weight_decay", weight_decay)):
+            val = concrete(raw)
+            if val is not None and val.ndim == 0 and float(val) < 0:
                 raise ValueError(f"{name} must be >= 0, got {float(val)}")
-        if not _is_tracer(self.batch_size) and self.batch_size.ndim == 0:
-            if float(self.batch_size) < 1:
-                raise ValueError(f"batch_size must be >= 1, got {float(self.batch_size)}")
+        bs = concrete(batch_size)
+        if bs is not None and bs.ndim == 0 and float(bs) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {float(bs)}")
 
 
 def covariance(scenario: Scenario, op: OrderParams) -> jax.Array:
@@ -127,27 +130,6 @@ def covariance(scenario: Scenario, op: OrderParams) -> jax.Array:
     top = jnp.concatenate([Q, R], axis=-1)
     bot = jnp.concatenate([jnp.swapaxes(R, -1, -2), T], axis=-1)
     return jnp.concatenate([top, bot], axis=-2)
-
-
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _check_psd(C: np.ndarray, what: str, *, strict: bool = False, rtol: float = 1e-10) -> None:
-    if not np.all(np.isfinite(C)):
-        raise ValueError(f"{what} contains non-finite entries")
-    if not np.allclose(C, np.swapaxes(C, -1, -2), rtol=1e-12, atol=1e-12):
-        raise ValueError(f"{what} must be symmetric")
-    ev = np.linalg.eigvalsh(C)
-    scale = max(1.0, float(np.max(np.abs(ev))))
-    lo = float(np.min(ev))
-    if strict and lo <= rtol * scale:
-        raise ValueError(f"{what} must be positive definite (smallest eigenvalue {lo:.3e})")
-    if lo < -rtol * scale:
-        raise ValueError(
-            f"{what} is not positive semi-definite (smallest eigenvalue {lo:.3e}): no network "
-            "has these overlaps"
-        )
 
 
 def check_order_params(scenario: Scenario, op: OrderParams) -> None:
@@ -161,15 +143,14 @@ def check_order_params(scenario: Scenario, op: OrderParams) -> None:
         raise ValueError(f"R must have shape (..., K, M) = (..., {K}, {M}), got {op.R.shape}")
     if op.Q.shape[:-2] != op.R.shape[:-2]:
         raise ValueError(f"Q and R batch shapes differ: {op.Q.shape} vs {op.R.shape}")
-    if _is_tracer(op.Q) or _is_tracer(op.R) or _is_tracer(scenario.T):
+    Q, R, T = concrete(op.Q), concrete(op.R), concrete(scenario.T)
+    if Q is None or R is None or T is None:
         return
-    _check_psd(np.asarray(covariance(scenario, op)), "the overlap matrix C = [[Q, R], [R^T, T]]")
+    # C built with NumPy: under jit a jnp-built C would be a tracer even from constant inputs
+    T = np.broadcast_to(T, R.shape[:-2] + T.shape)
+    C = np.concatenate(
+        [np.concatenate([Q, R], axis=-1), np.concatenate([np.swapaxes(R, -1, -2), T], axis=-1)],
+        axis=-2,
+    )
+    check_psd(C, "the overlap matrix C = [[Q, R], [R^T, T]]")
 
-
-def check_eta(eta) -> None:
-    """Raise `ValueError` unless every eta is a finite positive number (tracers pass through)."""
-    if _is_tracer(eta):
-        return
-    e = np.asarray(eta, dtype=float)
-    if not np.all(np.isfinite(e)) or np.any(e <= 0):
-        raise ValueError(f"eta must be > 0 and finite, got {eta!r}")

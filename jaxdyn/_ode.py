@@ -20,14 +20,19 @@ each group is evaluated as a moment of the distinct units only (exact, no singul
 from __future__ import annotations
 
 import functools
+from typing import Any
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._activations import Erf, ReLU
-from ._gauss import I2, I3, I4, J2, relu_moment_small
+from ._closed_forms import erf_i3_entries, relu_moment_small
+from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
+from ._checks import check_order
+from ._hermite import hermite_in_region
 from ._model import OrderParams, Scenario, covariance
 
 
@@ -94,7 +99,7 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
             if all(type(x) is ReLU for x in acts):
                 v = _relu_i4_grouped(C, sub, i4=i4, order=order)
             else:
-                v = I4(_gather(C, sub), acts, method=i4, order=order)
+                v = gauss_i4(_gather(C, sub), acts, method=i4, order=order)
             vals = vals.at[..., sel].set(v)
     return vals
 
@@ -107,7 +112,7 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
     for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
         cov = _gather(C, units)
         if i4 == "hermite" and units.shape[1] == 4:
-            v = I4(cov, ReLU(), method="hermite", order=order)
+            v = gauss_i4(cov, ReLU(), method="hermite", order=order)
         elif units.shape[1] <= 2:
             v = relu_moment_small(cov, int(p), int(q))
         else:
@@ -119,13 +124,8 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
 def _erf_i3_broadcast(C, K):
     """Erf I3(i, b, a) for all students i and units b, a by broadcasting (no gathers)."""
     d = jnp.diagonal(C, axis1=-2, axis2=-1)
-    c11 = d[..., :K, None, None]
-    c12 = C[..., :K, :, None]
-    c13 = C[..., :K, None, :]
-    c23 = C[..., None, :, :]
-    c33 = d[..., None, None, :]
-    L3 = (1 + c11) * (1 + c33) - c13**2
-    return (2 / np.pi) * (c23 * (1 + c11) - c12 * c13) / ((1 + c11) * jnp.sqrt(L3))
+    return erf_i3_entries(d[..., :K, None, None], C[..., :K, :, None], C[..., :K, None, :],
+                          C[..., None, :, :], d[..., None, None, :])
 
 
 def _erf_dd(C, K, uw):
@@ -163,12 +163,158 @@ def _i3_field(scenario: Scenario, C):
     if type(g) is Erf and type(gs) is Erf:
         vals = _erf_i3_broadcast(C, K)
     elif eqx.tree_equal(g, gs) is True:
-        vals = I3(_gather(C, idx), g)
+        vals = gauss_i3(_gather(C, idx), g)
     else:
-        vs = I3(_gather(C, idx[:, :, :K]), (g, g))
-        vt = I3(_gather(C, idx[:, :, K:]), (g, gs))
+        vs = gauss_i3(_gather(C, idx[:, :, :K]), (g, g))
+        vt = gauss_i3(_gather(C, idx[:, :, K:]), (g, gs))
         vals = jnp.concatenate([vs, vt], axis=-1)
     return jnp.einsum("...iba,a->...ib", vals, u)
+
+
+class ExactI4(eqx.Module):
+    """The `eta^2` averages by closed forms (erf, linear) and the exact ReLU reduction."""
+
+    method = "exact"
+    order = 10  # unused; kept so every I4 option has the same two attributes
+
+
+class HermiteI4(eqx.Module):
+    """The `eta^2` averages by paper 001's Hermite series truncated at `order` (>= 1).
+
+    Example:
+        >>> jaxdyn.HermiteI4(10).order
+    """
+
+    order: int = eqx.field(static=True)
+    method = "hermite"
+
+    def __init__(self, order: int = 10):
+        self.order = check_order(order)
+
+
+def as_i4(i4="exact", order: int = 10):
+    """An I4 option from the old spellings `i4="exact" | "hermite"` (with `order`), or as given."""
+    if isinstance(i4, (ExactI4, HermiteI4)):
+        return i4
+    if i4 == "exact":
+        return ExactI4()
+    if i4 == "hermite":
+        return HermiteI4(order)
+    raise ValueError(f"i4 must be 'exact' or 'hermite' (or jaxdyn.ExactI4() / jaxdyn.HermiteI4(order)), got {i4!r}")
+
+
+class OrderParamODE(diffrax.AbstractTerm):
+    """The order-parameter ODE of online SGD as one value: scenario, learning rate and options.
+
+    A diffrax term (`diffrax.diffeqsolve(ode, solver, ...)` with `y` an `OrderParams`), a vector
+    field `ode.vf(t, y, args)`, and a root-finding function `ode.root_fn(y, args)` for optimistix.
+    This is the only place where the learning rate enters the field: `rate(alpha)` gives eta at
+    time alpha (a constant here), `field(y, eta)` is the physics at a given eta.
+
+    **Arguments:**
+    - `scenario`: the `jaxdyn.Scenario` (K, M, T, activations, v, w, noise, weight decay, B).
+    - `eta`: learning rate (scalar array; may be traced). `None`: pass it per call to `field`.
+    - `eta2`: include the `eta^2 <delta_i delta_k>` term (False: small-learning-rate dynamics).
+    - `i4`: `jaxdyn.ExactI4()` (default) or `jaxdyn.HermiteI4(order)` (paper 001's series);
+      the strings `"exact"`/`"hermite"` are accepted (with `order=`).
+
+    Time is alpha = steps / N; see `jaxdyn.Scenario` for the noise, weight-decay and batch terms.
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> ode = jaxdyn.OrderParamODE(sc, eta=0.5)
+        >>> ode.vf(0.0, jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]]), None).R   # perfect learning: 0
+    """
+
+    scenario: Scenario
+    eta: Any
+    eta2: bool = eqx.field(static=True)
+    i4: ExactI4 | HermiteI4
+
+    def __init__(self, scenario: Scenario, *, eta=None, eta2: bool = True, i4=ExactI4(),
+                 order: int = 10):
+        self.scenario = scenario
+        self.eta = None if eta is None else jnp.asarray(eta)
+        self.eta2 = bool(eta2)
+        self.i4 = as_i4(i4, order)
+
+    def rate(self, t):
+        """The learning rate at time `t` (alpha)."""
+        if self.eta is None:
+            raise ValueError("this OrderParamODE has no eta: build it with eta=..., or call field(y, eta)")
+        return self.eta
+
+    def vf(self, t, y, args):
+        return self.field(y, self.rate(t))
+
+    def contr(self, t0, t1, **kwargs):
+        return t1 - t0
+
+    def prod(self, vf, control):
+        return jax.tree.map(lambda v: control * v, vf)
+
+    def root_fn(self, y, args):
+        """`f(y)` at the ODE's eta, with the signature of an optimistix root-finding function."""
+        return self.field(y, self.rate(None))
+
+    def in_series_region(self, ops: OrderParams):
+        """Per state: do all I4 arguments with four distinct units lie inside the Hermite series'
+        convergence region? (Coinciding units are reduced exactly, never by the series.)"""
+        scenario = self.scenario
+        _, idx4, _, _ = _i4_index(scenario.K, scenario.M)
+        distinct = np.array([len(set(q)) == 4 for q in idx4.tolist()])
+        if not distinct.any():
+            return jnp.ones(ops.Q.shape[:-2], bool)
+        cov4 = _gather(covariance(scenario, ops), idx4[distinct])
+        return jnp.all(hermite_in_region(cov4), axis=-1)
+
+    def field(self, y: OrderParams, eta) -> OrderParams:
+        """Time derivatives `(dQ/dalpha, dR/dalpha)` at state `y` and learning rate `eta`."""
+        scenario = self.scenario
+        K, M = scenario.K, scenario.M
+        eta = jnp.asarray(eta)
+        i4, order = self.i4.method, self.i4.order
+        C = covariance(scenario, y)
+        v = scenario.v
+
+        F = _i3_field(scenario, C)  # (..., K, K+M)
+        vF = v[:, None] * F
+        dR = eta * vF[..., :, K:] - eta * scenario.weight_decay * y.R
+        dQ1 = vF[..., :, :K]
+        dQ = eta * (dQ1 + jnp.swapaxes(dQ1, -1, -2)) - 2 * eta * scenario.weight_decay * y.Q
+
+        if self.eta2:
+            ik, idx4, slot, mult = _i4_index(K, M)
+            u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
+            a_t = idx4[:, 2] >= K
+            b_t = idx4[:, 3] >= K
+            uw = jnp.concatenate([scenario.v, scenario.w]) * u
+            if type(scenario.g) is Erf and type(scenario.g_teacher) is Erf and i4 == "exact":
+                dd = _erf_dd(C, K, uw)
+            else:
+                vals = _i4_values(scenario, C, idx4, a_t, b_t, i4=i4, order=order)
+                coef = jnp.asarray(mult) * uw[idx4[:, 2]] * uw[idx4[:, 3]]
+                dd = jax.ops.segment_sum(
+                    jnp.moveaxis(vals * coef, -1, 0), jnp.asarray(slot), num_segments=len(ik)
+                )
+                dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
+            ii, kk = ik[:, 0], ik[:, 1]
+            pair_v = v[ii] * v[kk]
+            # J2(i, i) = E[g'(x_i)^2]; for ReLU it is exactly 1/2 (the generic formula has an infinite
+            # derivative at rho = 1, which would turn 0 * inf into nan when noise = 0)
+            if type(scenario.g) is ReLU:
+                off = np.nonzero(ii != kk)[0]
+                j2 = jnp.full(C.shape[:-2] + (len(ik),), 0.5, C.dtype)
+                if off.size:
+                    j2 = j2.at[..., off].set(gauss_j2(_gather(C, ik[off]), scenario.g))
+            else:
+                j2 = gauss_j2(_gather(C, ik), scenario.g)
+            noise_term = scenario.noise**2 * j2
+            dd = pair_v * (dd + noise_term)
+            DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
+            DD = DD.at[..., ii, kk].set(dd).at[..., kk, ii].set(dd)
+            dQ = dQ + eta**2 / scenario.batch_size * DD
+        return OrderParams(Q=dQ, R=dR)
 
 
 def vector_field(
@@ -198,49 +344,7 @@ def vector_field(
         >>> d = jaxdyn.vector_field(sc, jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]]), 0.5)
         >>> d.Q, d.R   # perfect learning is a fixed point: both zero
     """
-    K, M = scenario.K, scenario.M
-    eta = jnp.asarray(eta)
-    C = covariance(scenario, op)
-    v = scenario.v
-
-    F = _i3_field(scenario, C)  # (..., K, K+M)
-    vF = v[:, None] * F
-    dR = eta * vF[..., :, K:] - eta * scenario.weight_decay * op.R
-    dQ1 = vF[..., :, :K]
-    dQ = eta * (dQ1 + jnp.swapaxes(dQ1, -1, -2)) - 2 * eta * scenario.weight_decay * op.Q
-
-    if eta2:
-        ik, idx4, slot, mult = _i4_index(K, M)
-        u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
-        a_t = idx4[:, 2] >= K
-        b_t = idx4[:, 3] >= K
-        uw = jnp.concatenate([scenario.v, scenario.w]) * u
-        if type(scenario.g) is Erf and type(scenario.g_teacher) is Erf and i4 == "exact":
-            dd = _erf_dd(C, K, uw)
-        else:
-            vals = _i4_values(scenario, C, idx4, a_t, b_t, i4=i4, order=order)
-            coef = jnp.asarray(mult) * uw[idx4[:, 2]] * uw[idx4[:, 3]]
-            dd = jax.ops.segment_sum(
-                jnp.moveaxis(vals * coef, -1, 0), jnp.asarray(slot), num_segments=len(ik)
-            )
-            dd = jnp.moveaxis(dd, 0, -1)  # (..., n_pairs)
-        ii, kk = ik[:, 0], ik[:, 1]
-        pair_v = v[ii] * v[kk]
-        # J2(i, i) = E[g'(x_i)^2]; for ReLU it is exactly 1/2 (the generic formula has an infinite
-        # derivative at rho = 1, which would turn 0 * inf into nan when noise = 0)
-        if type(scenario.g) is ReLU:
-            off = np.nonzero(ii != kk)[0]
-            j2 = jnp.full(C.shape[:-2] + (len(ik),), 0.5, C.dtype)
-            if off.size:
-                j2 = j2.at[..., off].set(J2(_gather(C, ik[off]), scenario.g))
-        else:
-            j2 = J2(_gather(C, ik), scenario.g)
-        noise_term = scenario.noise**2 * j2
-        dd = pair_v * (dd + noise_term)
-        DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
-        DD = DD.at[..., ii, kk].set(dd).at[..., kk, ii].set(dd)
-        dQ = dQ + eta**2 / scenario.batch_size * DD
-    return OrderParams(Q=dQ, R=dR)
+    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).field(op, eta)
 
 
 def eps_g(scenario: Scenario, op: OrderParams):
@@ -259,9 +363,9 @@ def eps_g(scenario: Scenario, op: OrderParams):
     ij = np.stack(np.meshgrid(np.arange(K), np.arange(K), indexing="ij"), -1)
     inn = np.stack(np.meshgrid(np.arange(K), K + np.arange(M), indexing="ij"), -1)
     nm = np.stack(np.meshgrid(K + np.arange(M), K + np.arange(M), indexing="ij"), -1)
-    Gqq = I2(_gather(C, ij), g)
-    Gqr = I2(_gather(C, inn), (g, gs))
-    Gtt = I2(_gather(C, nm), gs)
+    Gqq = gauss_i2(_gather(C, ij), g)
+    Gqr = gauss_i2(_gather(C, inn), (g, gs))
+    Gtt = gauss_i2(_gather(C, nm), gs)
     v, w = scenario.v, scenario.w
     return 0.5 * (
         jnp.einsum("i,...ij,j->...", v, Gqq, v)

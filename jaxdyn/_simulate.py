@@ -471,7 +471,8 @@ def simulate(
         seed_list = np.arange(S)
     else:
         seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    eta_arr = np.asarray(eta, dtype=float)
+    # jnp, not np: eta may be traced (simulate under jax.jit / jax.grad-free transforms)
+    eta_arr = jnp.asarray(eta, dtype=jnp.result_type(float))
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")
     if chunk is None:

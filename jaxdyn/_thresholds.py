@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fixed_points import _arc_correct, continuation, fixed_point
-from ._integrate import RESULTS, integrate
+from ._fixed_points import arc_correct, continuation, extended_field, fixed_point
+from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import eps_g, vector_field
 
@@ -208,7 +208,7 @@ def fold_eta(
     def g(s):
         # predictor: the point on the chord from y_a to y_b with t_a . (y - y_a) = s
         y_pred = ya + (s / sb) * (jnp.asarray(yb) - ya)
-        y, t, lam, nu, res, ok, _ = _arc_correct(scenario, y_pred, ta, ya, jnp.asarray(s, dtype), **kw)
+        y, t, lam, nu, res, ok, _ = arc_correct(scenario, y_pred, ta, ya, jnp.asarray(s, dtype), **kw)
         if not bool(ok):
             raise RuntimeError(f"fold_eta: corrector failed at s = {s}")
         pts[s] = (np.asarray(y), np.asarray(lam), float(res))
@@ -239,9 +239,7 @@ def fold_eta(
 
 
 def _ext(scenario, y, eta2, i4, order):
-    from ._fixed_points import flat_field
-
-    return flat_field(scenario, y[:-1], y[-1], eta2=eta2, i4=i4, order=order)
+    return extended_field(scenario, y, eta2=eta2, i4=i4, order=order)
 
 
 # --------------------------------------------------------------------------- trajectories
@@ -283,10 +281,9 @@ def divergence_eta(
 
     def run(e):
         tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, blowup)
-        st = int(tr.status)
-        if st not in (RESULTS.successful, RESULTS.diverged):
+        if not bool(tr.ok):
             raise RuntimeError(f"divergence_eta: integrate failed at eta = {e}: {tr.message()}")
-        return st == RESULTS.diverged, float(tr.alpha_end)
+        return bool(tr.diverged), float(tr.alpha_end)
 
     d_lo, _ = run(lo)
     d_hi, a_hi = run(hi)
@@ -373,7 +370,7 @@ def nonmonotonic_eta(
 
     def h(e):
         tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, 1e4)
-        if int(tr.status) not in (RESULTS.successful, RESULTS.diverged):
+        if not bool(tr.ok):
             raise RuntimeError(f"nonmonotonic_eta: integrate failed at eta = {e}: {tr.message()}")
         v, a = _max_log_rate(scenario, tr.Q, tr.R, jnp.asarray(e, dtype), alphas,
                              jnp.asarray(eps_floor, dtype), eta2=eta2, i4=i4, order=order)

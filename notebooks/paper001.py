@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxdyn.figures import stability as st
-from jaxdyn.figures.paper001 import scenario_and_init
+from jaxdyn.papers import paper001 as scenario_and_init
 
 
 FAST = os.environ.get("JAXDYN_FAST_NB") == "1"
@@ -68,11 +68,11 @@ assert curves[1.3][1]
 # at small eta.
 
 # %%
-fp = st.plateau_fixed_point(sc, 1.0)
+fp = jd.papers.plateau_fixed_point(sc, 1.0)
 print(fp.kind, int(fp.n_unstable), dict(zip(fp.labels, np.round(np.asarray(fp.x), 6))))
 print("eigenvalues:", np.round(np.asarray(fp.eigenvalues).real, 6))
 assert fp.kind == "saddle" and int(fp.n_unstable) == 1
-pl = jd.fixed_point(sc, st.perfect_learning(sc), eta=jnp.asarray(1.0))
+pl = jd.fixed_point(sc, jd.papers.perfect_learning(sc), eta=jnp.asarray(1.0))
 print("perfect learning at eta = 1:", pl.kind, np.round(np.asarray(pl.eigenvalues).real, 6))
 assert pl.kind == "stable"
 
@@ -107,7 +107,7 @@ if FAST:  # the fold to the branch's resolution; the two cheap thresholds at loo
         "fold": jd.Threshold(br.folds[0]["eta"], abs(br.folds[0]["eta"] - br.folds[0]["eta_prev"]),
                              "fold", (0.9, 1.35)),
         "perfect_learning_stability": jd.stability_threshold(
-            sc, st.perfect_learning(sc), eta_bracket=(1.0, 2.0), xtol=1e-6),
+            sc, jd.papers.perfect_learning(sc), eta_bracket=(1.0, 2.0), xtol=1e-6),
         "divergence": jd.divergence_eta(sc, op0, eta_bracket=(1.25, 1.27), xtol=1e-4),
     }
 else:

@@ -40,7 +40,7 @@ def test_paper000_plateau_fixed_point_spectrum():
     """Paper 000 fig. 2: plateau R_in ~ 0.52, one unstable eigenvalue 0.24 (per unit eta*alpha,
     i.e. d/dalpha at eta = 1), eigenvector (.5, -.5, -.5, .5, 0, 0, 0)."""
     sc = jd.Scenario(K=2, M=2)
-    fp = st.plateau_fixed_point(sc, 1.0, eta2=False)
+    fp = jd.papers.plateau_fixed_point(sc, 1.0, eta2=False)
     x = np.asarray(fp.x)
     assert bool(fp.converged) and fp.kind == "saddle" and int(fp.n_unstable) == 1
     assert np.allclose(x[:4], x[0], atol=1e-12) and np.round(x[0], 2) == 0.52
@@ -56,7 +56,7 @@ def test_paper000_plateau_fixed_point_spectrum():
     u = np.asarray(fp.eigenvectors)[:, 0].real
     np.testing.assert_allclose(u / np.linalg.norm(u), [0.5, -0.5, -0.5, 0.5, 0, 0, 0], atol=1e-8)
     # the small-eta field is proportional to eta: so is the spectrum
-    fp01 = st.plateau_fixed_point(sc, 0.1, eta2=False)
+    fp01 = jd.papers.plateau_fixed_point(sc, 0.1, eta2=False)
     np.testing.assert_allclose(np.asarray(fp01.x), x, atol=1e-8)
     np.testing.assert_allclose(np.asarray(fp01.eigenvalues).real, 0.1 * lam.real, atol=1e-8)
     # the same point from the full-space search
@@ -66,7 +66,7 @@ def test_paper000_plateau_fixed_point_spectrum():
 
 def test_eigenvalues_against_numpy():
     sc = jd.Scenario(K=2, M=2)
-    fp = st.plateau_fixed_point(sc, 0.7, eta2=False)
+    fp = jd.papers.plateau_fixed_point(sc, 0.7, eta2=False)
     J = np.asarray(fp.jacobian)
     ref = np.linalg.eigvals(J)
     ref = ref[np.lexsort((ref.imag, -ref.real))]
@@ -85,10 +85,10 @@ def test_eigenvalues_against_numpy():
 @pytest.mark.parametrize("K", [2, 3])
 def test_paper003_identical_student_saddle(K):
     """Paper 003 theorem: identical students, T = I, all R_in = (sqrt(K-1) - acos(1/sqrt K) + pi)/(pi K)."""
-    fp = st.tian_saddle(K)
+    fp = jd.papers.tian_saddle(K)
     x = np.asarray(fp.x)
-    np.testing.assert_allclose(x[: K * K], st.tian_R(K), atol=1e-12)
-    np.testing.assert_allclose(x[K * K:], K * st.tian_R(K) ** 2, atol=1e-12)  # J_i = R* sum_n B_n
+    np.testing.assert_allclose(x[: K * K], jd.papers.tian_R(K), atol=1e-12)
+    np.testing.assert_allclose(x[K * K:], K * jd.papers.tian_R(K) ** 2, atol=1e-12)  # J_i = R* sum_n B_n
     assert fp.kind == "saddle" and float(fp.residual) < 1e-8
     # attracting inside the identical-student subspace (so x0 = y0 converges to it), unstable outside
     assert np.all(np.asarray(fp.subspace_eigenvalues()).real < 0)
@@ -97,8 +97,8 @@ def test_paper003_identical_student_saddle(K):
 
 def test_plateau_is_not_the_identical_student_saddle():
     sc = jd.Scenario(K=2, M=2)
-    pl = st.plateau_fixed_point(sc, 1.0, eta2=False)
-    ti = st.tian_saddle(2)
+    pl = jd.papers.plateau_fixed_point(sc, 1.0, eta2=False)
+    ti = jd.papers.tian_saddle(2)
     assert float(pl.x[0]) < float(ti.x[0]) - 0.005
     assert float(pl.x[5]) < float(pl.x[4]) - 0.3  # Q12 < Q11: students differ
     assert int(pl.n_unstable) == 1 < int(ti.n_unstable)
@@ -107,7 +107,7 @@ def test_plateau_is_not_the_identical_student_saddle():
 
 def _erf_setup():
     sc = jd.Scenario(K=2, M=2, g=jd.Erf())
-    fp = st.plateau_fixed_point(sc, 0.8, guess=st.symmetric_guess(sc, r=0.5, q=0.7, c=0.45))
+    fp = jd.papers.plateau_fixed_point(sc, 0.8, guess=jd.papers.symmetric_guess(sc, r=0.5, q=0.7, c=0.45))
     assert bool(fp.converged) and float(fp.residual) < 1e-12
     return sc, fp
 
@@ -157,7 +157,7 @@ def test_no_recompile_across_eta():
 
 def test_symmetric_search_and_bad_subspace():
     sc = jd.Scenario(K=2, M=2)
-    g = st.symmetric_guess(sc)
+    g = jd.papers.symmetric_guess(sc)
     P = jd.symmetry_basis(2, 2, *jd.symmetry_patterns(2, 2, "unspecialised"))
     assert P.shape == (7, 4)  # r1, r2, q, c
     fp = jd.symmetric_fixed_point(sc, g, eta=jnp.asarray(1.0), eta2=False)
@@ -185,7 +185,7 @@ def test_continuation_erf_branch_points_are_fixed_points():
 @pytest.mark.parametrize("eta", [0.5, 1.9, 2.5])
 def test_paper000_kmm1_perfect_learning(eta):
     sc = jd.Scenario(K=1, M=1)
-    fp = jd.fixed_point(sc, st.perfect_learning(sc), eta=jnp.asarray(eta))
+    fp = jd.fixed_point(sc, jd.papers.perfect_learning(sc), eta=jnp.asarray(eta))
     lam = np.sort(np.asarray(fp.eigenvalues).real)
     np.testing.assert_allclose(lam, np.sort([-eta / 2, eta**2 / 2 - eta]), atol=1e-10)
     assert fp.kind == ("stable" if eta < 2 else "saddle")
@@ -195,8 +195,8 @@ def test_paper000_kmm1_perfect_learning(eta):
 def test_paper001_plateau_fold():
     """Paper 001: the plateau fixed point disappears at eta ~ 1.2545; exact I4: 1.2543259 (in the
     paper's 5e-4 grid cell (1.2540, 1.2545])."""
-    sc, _ = st._p001()
-    fp = st.plateau_fixed_point(sc, 1.2)
+    sc, _ = jd.papers.paper001()
+    fp = jd.papers.plateau_fixed_point(sc, 1.2)
     th = jd.fold_eta(sc, fp.x, eta_start=1.2, eta_stop=1.5)
     assert 1.2540 < th.value <= 1.2545  # the paper's 5e-4 grid cell
     # independent of the refinement: every branch point lies below the fold, the closest within

@@ -53,7 +53,7 @@ def test_divergence_is_a_result_with_its_alpha():
     sc = _linear_kmm1()
     op0 = jd.OrderParams(Q=[[2.0]], R=[[1.0]])
     tr = jd.integrate(sc, op0, eta=3.0, alphas=jnp.linspace(0, 10, 11), blowup=1e4)
-    assert bool(tr.diverged) and int(tr.status) == jd.RESULTS.diverged
+    assert bool(tr.diverged) and tr.result == jd.RESULTS.diverged
     a_star = np.log(1e4 - 1) / 3.0
     # the boolean event fires at the end of the step that crossed: within one step after a*
     assert a_star <= float(tr.alpha_diverged) < a_star + 0.2
@@ -96,7 +96,7 @@ def test_max_steps_raises_or_reports():
     with pytest.raises(RuntimeError, match="max"):
         jd.integrate(sc, op0, eta=0.5, alphas=jnp.array([100.0]), max_steps=5)
     tr = jd.integrate(sc, op0, eta=0.5, alphas=jnp.array([100.0]), max_steps=5, throw=False)
-    assert int(tr.status) == jd.RESULTS.max_steps_reached
+    assert tr.result == jd.RESULTS.max_steps_reached
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def _generalised_eta_c(sc, x):
 
 def test_erf_perfect_learning_stability_vs_linear_algebra():
     sc = jd.Scenario(K=1, M=1, g=jd.Erf())
-    pl = st.perfect_learning(sc)
+    pl = jd.papers.perfect_learning(sc)
     th = jd.stability_threshold(sc, pl, eta_bracket=(0.5, 10.0))
     ref = _generalised_eta_c(sc, jd.flatten_op(pl))
     assert th.value == pytest.approx(ref, abs=1e-9)
@@ -50,7 +50,7 @@ def test_kmm1_relu_eta_c_is_2():
     """Paper 000: eta_c = 2 for K = M = 1, as a root-finding problem (and any teacher norm)."""
     for t in (1.0, 2.0):
         sc = jd.Scenario(K=1, M=1, T=[[t]])
-        th = jd.stability_threshold(sc, st.perfect_learning(sc), eta_bracket=(0.5, 3.0))
+        th = jd.stability_threshold(sc, jd.papers.perfect_learning(sc), eta_bracket=(0.5, 3.0))
         assert th.value == pytest.approx(2.0, abs=1e-9)
 
 
@@ -70,19 +70,19 @@ def test_kmm1_relu_divergence_vs_trajectories():
 @pytest.mark.slow
 def test_paper001_perfect_learning_threshold_closed_form():
     """K = M = 2, T = diag(1, 2): perfect learning loses stability at eta = 3 - sqrt(3)."""
-    from jaxdyn.figures.paper001 import scenario_and_init
+    from jaxdyn.papers import paper001 as scenario_and_init
 
     sc, _ = scenario_and_init()
-    pl = st.perfect_learning(sc)
+    pl = jd.papers.perfect_learning(sc)
     assert _generalised_eta_c(sc, jd.flatten_op(pl)) == pytest.approx(3 - np.sqrt(3), abs=1e-12)
 
 
 @pytest.mark.slow
 def test_paper001_perfect_learning_threshold_root_finding():
-    from jaxdyn.figures.paper001 import scenario_and_init
+    from jaxdyn.papers import paper001 as scenario_and_init
 
     sc, _ = scenario_and_init()
-    th = jd.stability_threshold(sc, st.perfect_learning(sc), eta_bracket=(1.0, 2.0))
+    th = jd.stability_threshold(sc, jd.papers.perfect_learning(sc), eta_bracket=(1.0, 2.0))
     assert th.value == pytest.approx(3 - np.sqrt(3), abs=1e-10)
 
 
@@ -90,7 +90,7 @@ def test_paper001_perfect_learning_threshold_root_finding():
 def test_paper001_thresholds_vs_trajectories():
     """Paper 001 (exact I4): non-monotonic onset ~1.2175 and divergence ~1.2575, each checked on
     trajectories just below and above."""
-    from jaxdyn.figures.paper001 import scenario_and_init
+    from jaxdyn.papers import paper001 as scenario_and_init
 
     sc, op0 = scenario_and_init()
     nm = jd.nonmonotonic_eta(sc, op0, eta_bracket=(1.20, 1.23), xtol=1e-7)

@@ -14,8 +14,6 @@ from .._reproduce import register
 
 def _plt():
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

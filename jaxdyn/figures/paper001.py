@@ -12,13 +12,10 @@ from .._reproduce import register
 
 
 def scenario_and_init():
-    import jax.numpy as jnp
+    """Paper 001's scenario and initial condition (`jaxdyn.papers.paper001()`)."""
+    from ..papers import paper001
 
-    import jaxdyn as jd
-
-    sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
-    return sc, op0
+    return paper001()
 
 
 def learning_curve(eta=1.0, alpha_max=300.0, n=400, **kw):
@@ -34,8 +31,6 @@ def learning_curve(eta=1.0, alpha_max=300.0, n=400, **kw):
 @register("001-learning-curve", "K=M=2 ReLU, T=diag(1,2), eta=1 (exact I4): Q, R, eps_g; eta=1.3 diverges")
 def learning_curve_figure(outdir, *, fast=False):
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = 120 if fast else 400
@@ -88,8 +83,6 @@ def series_vs_exact(n=200, order=10):
 @register("001-series-vs-exact", "eta=1 learning curve: order-10 Hermite series vs exact I4")
 def series_vs_exact_figure(outdir, *, fast=False):
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ex, hs, a, d_eps, d_op = series_vs_exact(n=80 if fast else 300)

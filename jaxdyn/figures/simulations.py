@@ -15,10 +15,9 @@ import numpy as np
 from .._reproduce import register
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot (the backend is the caller's: the CLI and CI set MPLBACKEND=Agg)."""
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -117,9 +116,8 @@ def fig001_1(outdir, *, fast=False):
 
     import jaxdyn as jd
 
-    plt = _plt()
-    sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
+    plt = pyplot()
+    sc, op0 = jd.papers.paper001()
     N, S, amax, n = (200, 4, 60.0, 50) if fast else (1000, 10, 200.0, 120)
     d = compare(sc, op0, eta=1.0, N=N, seeds=S, alphas=_grid(amax, n, extra=[2.0]), matched=not fast)
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
@@ -139,7 +137,7 @@ def fig000_1(outdir, *, fast=False):
 
     import jaxdyn as jd
 
-    plt = _plt()
+    plt = pyplot()
     sc = jd.Scenario(K=1, M=1)
     op0 = jd.OrderParams(Q=[[0.25]], R=[[0.0]])
     etas = np.array([0.1, 0.5, 1.0, 1.5, 1.9])
@@ -179,7 +177,7 @@ def fig000_2(outdir, *, fast=False):
 
     import jaxdyn as jd
 
-    plt = _plt()
+    plt = pyplot()
     sc = jd.Scenario(K=2, M=2)
     op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
     # full: the paper's N = 10^4 (alpha to 600: 6e6 steps per seed; 4 seeds took 18 min on 2 cores)

@@ -1,7 +1,7 @@
 """Fixed points, spectra and critical learning rates (papers 000, 001, 003).
 
-Helpers shared by `jaxdyn stability`, the paper-001 notebook and the tests:
-`plateau_fixed_point`, `tian_saddle`, `perfect_learning`, `paper001_thresholds`.
+The physics helpers (`plateau_fixed_point`, `tian_saddle`, `perfect_learning`) live in
+`jaxdyn.papers`; this module computes and plots.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from .._reproduce import register
 
 def _plt():
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -27,63 +25,14 @@ def _jnp():
 
 
 # --------------------------------------------------------------------------- helpers
-def tian_R(K: int) -> float:
-    """Paper 003, theorem (identical students, orthonormal teacher): every R_in at the saddle,
-    `(sqrt(K-1) - acos(1/sqrt K) + pi) / (pi K)`."""
-    return (np.sqrt(K - 1) - np.arccos(1 / np.sqrt(K)) + np.pi) / (np.pi * K)
-
-
-def perfect_learning(sc):
-    """The perfect-learning fixed point R = T, Q = T (K = M)."""
-    import jaxdyn as jd
-
-    if sc.K != sc.M:
-        raise ValueError("perfect learning R = Q = T needs K = M")
-    return jd.OrderParams(Q=sc.T, R=sc.T)
-
-
-def symmetric_guess(sc, r=None, q=None, c=None):
-    """A PSD guess in the unspecialised subspace: R_in = r T_nn-scaled, Q_ii = q, Q_ik = c."""
-    import jaxdyn as jd
-
-    jnp = _jnp()
-    K = sc.K
-    t = np.diag(np.asarray(sc.T))
-    r = 0.5 if r is None else r
-    R = np.tile(r * t, (K, 1))
-    RRt = R @ np.linalg.solve(np.asarray(sc.T), R.T)
-    s = RRt[0, 0]
-    q = s + 0.3 if q is None else q
-    c = s - 0.2 if c is None else c
-    Q = np.full((K, K), c) + (q - c) * np.eye(K)
-    return jd.OrderParams(Q=jnp.asarray(Q), R=jnp.asarray(R))
-
-
-def plateau_fixed_point(sc, eta, *, eta2=True, i4="exact", order=10, guess=None):
-    """The unspecialised plateau fixed point (R_in = r_n, Q_ii = q, Q_ik = c, students *not*
-    identical) at `eta`: searched in the symmetry subspace (small-eta field first, then the full
-    field at `eta` from there), stability in the full space."""
-    import jaxdyn as jd
-
-    jnp = _jnp()
-    eta = jnp.asarray(eta, float)
-    g = symmetric_guess(sc) if guess is None else guess
-    fp = jd.fixed_point(sc, g, eta=eta, eta2=False, symmetry="unspecialised")
-    if eta2:
-        fp = jd.fixed_point(sc, fp.x, eta=eta, eta2=True, i4=i4, order=order, symmetry="unspecialised")
-    return fp
-
-
-def tian_saddle(K, eta=1.0):
-    """Paper 003's saddle of identical students (T = I, v = w = 1) as a fixed point of the
-    small-eta ODE, found in the identical-student subspace."""
-    import jaxdyn as jd
-
-    jnp = _jnp()
-    sc = jd.Scenario(K=K, M=K)
-    r = 0.5
-    g = jd.OrderParams(Q=jnp.full((K, K), K * r**2 + 0.05) + 0.01 * jnp.eye(K), R=jnp.full((K, K), r))
-    return jd.fixed_point(sc, g, eta=jnp.asarray(eta, float), eta2=False, symmetry="identical")
+# the physics helpers live in jaxdyn.papers (re-exported here for old imports)
+from ..papers import (  # noqa: E402
+    perfect_learning as perfect_learning,
+    plateau_fixed_point as plateau_fixed_point,
+    symmetric_guess as symmetric_guess,
+    tian_R as tian_R,
+    tian_saddle as tian_saddle,
+)
 
 
 def _spec(fp, eta=1.0):
@@ -199,9 +148,9 @@ def tian(outdir, *, fast=False):
 
 # --------------------------------------------------------------------------- paper 001
 def _p001():
-    from .paper001 import scenario_and_init
+    from ..papers import paper001
 
-    return scenario_and_init()
+    return paper001()
 
 
 def plateau_branch_001(eta_start=0.05, eta_stop=1.6, *, i4="exact", order=10, ds_max=0.05):

@@ -20,21 +20,15 @@ REGIME_NAMES = {-1: "failed", 0: "monotonic", 1: "non-monotonic", 2: "divergent"
 
 def _plt():
     import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
 def _p001():
-    import jax.numpy as jnp
+    from ..papers import paper001
 
-    import jaxdyn as jd
-
-    sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
-    return sc, op0
+    return paper001()
 
 
 def regime_boundaries(ds) -> dict:
