@@ -98,19 +98,36 @@ def stability_threshold(
     symmetry=None,
     xtol: float = 1e-10,
     ds_max: float = 0.05,
+    method: str = "auto",
 ) -> Threshold:
     """The eta in `eta_bracket` at which the fixed point near `fixed_point_guess` (at
     `eta_bracket[0]`), followed in eta, first changes stability (`max Re lambda` crosses 0).
 
-    The branch is followed by `continuation` to locate the first sign change of the stability
-    margin, which is then refined by a bracketing root finder on
-    `eta -> max Re lambda(fixed_point(eta))` (Newton solves warm-started on the branch).
+    `method="pencil"` (tried first by `"auto"`): where the fixed point does not move with eta
+    (perfect learning without noise or weight decay: the field is `eta f1 + eta^2 f2` with
+    `f1 = f2 = 0` there), the Jacobian is `eta A + eta^2 B` and the threshold is where the pencil
+    `A + eta B` first has an eigenvalue on the imaginary axis: a real crossing is a generalised
+    eigenvalue of `(A, -B)`, a complex (Hopf) one a root of `max Re lambda(A + eta B)`. Two
+    Jacobians (at the bracket ends), a third as a check, then only small dense linear algebra.
+    `method="continuation"` (the fallback of `"auto"` when the fixed point moves): the branch is
+    followed by `continuation` to locate the first sign change of the stability margin, which is
+    then refined by a bracketing root finder on `eta -> max Re lambda(fixed_point(eta))` (Newton
+    solves warm-started on the branch).
 
     Example (paper 000: K=M=1 perfect learning is stable for eta < 2):
         >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
         >>> jaxdyn.stability_threshold(jaxdyn.Scenario(K=1, M=1), pl, eta_bracket=(0.5, 3.0)).value
     """
     e0, e1 = (float(e) for e in eta_bracket)
+    if method not in ("auto", "pencil", "continuation"):
+        raise ValueError(f"method must be 'auto', 'pencil' or 'continuation', got {method!r}")
+    if method != "continuation" and symmetry is None:
+        th = _pencil_threshold(scenario, fixed_point_guess, e0, e1, eta2=eta2, i4=i4, order=order,
+                               xtol=xtol, required=method == "pencil")
+        if th is not None:
+            return th
+    elif method == "pencil":
+        raise ValueError("method='pencil' needs symmetry=None (the full Jacobian)")
     br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
                       order=order, symmetry=symmetry, ds_max=ds_max, max_points=2000)
     mr = br.max_real
@@ -156,6 +173,88 @@ def stability_threshold(
                  "hopf": bool(abs(lead.imag) > 1e-8), "fixed_point": fp,
                  "x": np.asarray(fp.x).tolist(), "n_unstable_before": int(br.n_unstable[j - 1]),
                  "n_unstable_after": int(br.n_unstable[j])},
+    )
+
+
+def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, required):
+    """The perfect-learning fast path of `stability_threshold` (None if the fixed point moves)."""
+    import scipy.linalg
+    import scipy.optimize
+
+    dtype = jnp.result_type(float)
+    kw = dict(eta2=eta2, i4=i4, order=order)
+    fa = fixed_point(scenario, guess, eta=jnp.asarray(e0, dtype), **kw)
+    em = 0.5 * (e0 + e1)
+    fps = [fa] + [fixed_point(scenario, fa.x, eta=jnp.asarray(e, dtype), **kw) for e in (e1, em)]
+    x = np.asarray(fa.x)
+    moved = max(float(np.max(np.abs(np.asarray(f.x) - x))) for f in fps)
+    ok = all(bool(f.converged) for f in fps) and moved <= 1e-12 * (1.0 + np.max(np.abs(x)))
+    Ja, Jb, Jm = (np.asarray(f.jacobian) for f in fps)
+    # J(e) = e A + e^2 B from the two ends; the midpoint checks the polynomial form
+    B = (Jb / e1 - Ja / e0) / (e1 - e0)
+    A = Ja / e0 - e0 * B
+    scale = max(float(np.max(np.abs(Jm))), 1e-300)
+    ok = ok and float(np.max(np.abs(em * A + em**2 * B - Jm))) <= 1e-9 * scale
+    if not ok:
+        if required:
+            raise ValueError("stability_threshold(method='pencil'): the fixed point moves with eta "
+                             f"(by {moved:.2e}) or its Jacobian is not eta A + eta^2 B")
+        return None
+    # for eta > 0 the eigenvalues of J have the signs of those of A + eta B
+    zero_tol = 1e-9 * max(float(np.max(np.abs(A))), float(np.max(np.abs(B))) * e1, 1e-300)
+
+    def h(e):
+        return float(np.max(np.linalg.eigvals(A + e * B).real))
+
+    h0 = h(e0)
+    if abs(h0) <= zero_tol:
+        raise ValueError(f"stability_threshold: the fixed point is marginal at eta = {e0} "
+                         f"(max Re lambda / eta = {h0:.3e}); start the bracket elsewhere")
+    s0 = np.sign(h0)
+    # candidates: real crossings (generalised eigenvalues) and sign changes on a grid (Hopf)
+    ev = scipy.linalg.eigvals(A, -B)
+    real = np.sort(ev[np.isfinite(ev) & (np.abs(ev.imag) <= 1e-9 * np.abs(ev))].real)
+    cands = [e for e in real if e0 < e <= e1]
+    grid = np.linspace(e0, e1, 257)
+    hg = np.array([h(e) for e in grid])
+    flip = np.nonzero(np.sign(hg) != s0)[0]
+    root, hopf, n_evals = None, False, 257
+    if flip.size:
+        j = int(flip[0])
+        ga, gb = grid[j - 1], grid[j]
+        real_in = [e for e in cands if ga - 1e-12 <= e <= gb + 1e-12]
+        # a real crossing inside the first grid cell that changes sign: the eigenvalue is exact
+        for e in real_in:
+            if np.sign(h(min(e + 1e-9 * e, e1))) != s0 or np.sign(h(max(e - 1e-9 * e, e0))) != s0:
+                root = float(e)
+                break
+        if root is None:
+            root, r = scipy.optimize.brentq(h, ga, gb, xtol=min(xtol, 1e-14), full_output=True)
+            n_evals += r.function_calls
+            hopf = True
+    # a real crossing between grid points where max Re returns to its sign within one cell
+    for e in cands:
+        if root is not None and e >= root:
+            break
+        if np.sign(h(min(e * (1 + 1e-9), e1))) != s0:
+            root, hopf = float(e), False
+            break
+    if root is None:
+        raise ValueError(
+            f"stability_threshold: max Re lambda keeps its sign on [{e0}, {e1}] (pencil method)")
+    lam = np.linalg.eigvals(A + root * B)
+    lead = lam[np.argmax(lam.real)] * root
+    hopf = hopf or abs(lead.imag) > 1e-8 * max(1.0, abs(lead))
+    fp = fixed_point(scenario, fa.x, eta=jnp.asarray(root, dtype), **kw)
+    eps = 1e-7 * root
+    nu = lambda e: int(np.sum(np.linalg.eigvals(A + e * B).real > zero_tol))
+    return Threshold(
+        value=float(root), tol=float(max(xtol if hopf else 0.0, 1e3 * np.finfo(float).eps * root)),
+        kind="stability", bracket=(e0, e1),
+        details={"method": "pencil", "n_evals": n_evals, "n_jacobians": 3, "eigenvalue": complex(lead),
+                 "hopf": bool(hopf), "fixed_point": fp, "x": x.tolist(),
+                 "real_crossings": [float(e) for e in real if e > 0],
+                 "n_unstable_before": nu(root - eps), "n_unstable_after": nu(root + eps)},
     )
 
 

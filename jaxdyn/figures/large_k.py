@@ -1,0 +1,119 @@
+"""ReLU soft committee machines at large K (new results): the learning rate at which perfect
+learning loses stability, for K = M = 2..10, isotropic (T = I) and graded (T = diag(1..M))
+teachers, each cross-checked by trajectories just below and above it.
+
+`jaxdyn reproduce large-k-thresholds` writes `large-k-thresholds.png` (eta_c against K) and the
+table as JSON. The threshold comes from the pencil method of `jaxdyn.stability_threshold`
+(perfect learning does not move with eta, so the Jacobian is `eta A + eta^2 B`); the
+cross-check integrates the full-eta^2 ODE from a point near perfect learning (students
+`J_i = B_i + delta xi_i` in weight space, so the overlaps are a valid covariance) at
+`eta_c (1 -+ rel)` and compares the distance to perfect learning at `alpha_max` with the start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._reproduce import register
+
+
+def teacher(K: int, kind: str):
+    """T = I (`"isotropic"`) or T = diag(1..K) (`"graded"`)."""
+    import jax.numpy as jnp
+
+    if kind == "isotropic":
+        return jnp.eye(K)
+    if kind == "graded":
+        return jnp.diag(jnp.arange(1.0, K + 1.0))
+    raise ValueError(f"kind must be 'isotropic' or 'graded', got {kind!r}")
+
+
+def perfect_learning_eta_c(K: int, kind: str, *, eta_bracket=(0.1, 3.0)):
+    """The perfect-learning stability threshold (a `jaxdyn.Threshold`, pencil method)."""
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=K, M=K, T=teacher(K, kind))
+    pl = jd.OrderParams(Q=sc.T, R=sc.T)
+    return jd.stability_threshold(sc, pl, eta_bracket=eta_bracket, method="pencil")
+
+
+def near_perfect_learning(K: int, kind: str, *, delta=1e-3, seed=0, dim=None):
+    """Overlaps of students `B_i + delta xi_i` (xi_i random unit vectors) with the teacher."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    T = np.asarray(teacher(K, kind))
+    dim = 3 * K if dim is None else dim
+    rng = np.random.default_rng(seed)
+    B = np.zeros((K, dim))
+    B[:, :K] = np.diag(np.sqrt(np.diag(T)))
+    X = rng.normal(size=(K, dim))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    J = B + delta * X
+    return jd.OrderParams(Q=jnp.asarray(J @ J.T), R=jnp.asarray(J @ B.T))
+
+
+def trajectory_check(K: int, kind: str, eta_c: float, *, rel=0.02, alpha_max=None, delta=1e-3):
+    """Distance to perfect learning at alpha_max over the distance at 0, at eta_c (1 - rel) and
+    eta_c (1 + rel): < 1 below (stable), > 1 or diverged above (unstable)."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=K, M=K, T=teacher(K, kind))
+    op0 = near_perfect_learning(K, kind, delta=delta)
+    x_pl = np.asarray(jd.flatten_op(jd.OrderParams(Q=sc.T, R=sc.T)))
+    d0 = np.max(np.abs(np.asarray(jd.flatten_op(op0)) - x_pl))
+    alpha_max = float(alpha_max if alpha_max is not None else 40.0 / (rel * eta_c**2))
+    out = {}
+    for side, e in (("below", eta_c * (1 - rel)), ("above", eta_c * (1 + rel))):
+        tr = jd.integrate(sc, op0, eta=jnp.asarray(e), alphas=jnp.array([alpha_max]),
+                          rtol=1e-9, atol=1e-12, max_steps=400_000, throw=False)
+        x = np.asarray(jd.flatten_op(jd.OrderParams(Q=tr.Q[-1], R=tr.R[-1])))
+        ratio = float(np.max(np.abs(x - x_pl)) / d0) if np.all(np.isfinite(x)) else float("inf")
+        out[side] = {"eta": float(e), "distance_ratio": ratio, "diverged": bool(tr.diverged),
+                     "num_steps": int(tr.num_steps)}
+    out["alpha_max"] = alpha_max
+    out["confirms"] = bool(out["below"]["distance_ratio"] < 1 and not out["below"]["diverged"]
+                           and (out["above"]["distance_ratio"] > 1 or out["above"]["diverged"]))
+    return out
+
+
+@register("large-k-thresholds", "ReLU K=M=2..10 (T=I, T=diag(1..M)): perfect-learning eta_c(K), checked on trajectories")
+def large_k_thresholds(outdir, *, fast=False):
+    import time
+
+    import matplotlib.pyplot as plt
+
+    Ks = [1, 2, 3, 4] if fast else list(range(1, 11))
+    check_Ks = [2, 3] if fast else list(range(2, 11))
+    rows = []
+    for K in Ks:
+        for kind in ("isotropic", "graded"):
+            t0 = time.perf_counter()
+            th = perfect_learning_eta_c(K, kind)
+            row = {"K": K, "teacher": kind, "eta_c": th.value, "tol": th.tol,
+                   "hopf": th.details["hopf"], "eigenvalue_at_eta_c": str(th.details["eigenvalue"]),
+                   "seconds": time.perf_counter() - t0}
+            if K in check_Ks:
+                row["trajectories"] = trajectory_check(K, kind, th.value)
+            rows.append(row)
+            print(row, flush=True)
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), constrained_layout=True)
+    for kind, m in (("isotropic", "o"), ("graded", "x")):
+        r = [x for x in rows if x["teacher"] == kind]
+        ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
+                mfc="none", label=f"T = {'I' if kind == 'isotropic' else 'diag(1..M)'}")
+    K = np.array(Ks, float)
+    ax.set(xlabel="K = M", ylabel=r"$\eta_c$ (perfect learning loses stability)", yscale="log",
+           title="ReLU, full $\\eta^2$ ODE (new result)")
+    ax.set_xticks(Ks)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.savefig(outdir / "large-k-thresholds.png", dpi=130)
+    plt.close(fig)
+    same = max(abs(a["eta_c"] - b["eta_c"]) for a, b in zip(rows[::2], rows[1::2]))
+    return {"rows": rows, "max_isotropic_minus_graded": same,
+            "all_trajectory_checks_confirm": all(r["trajectories"]["confirms"] for r in rows
+                                                 if "trajectories" in r)}
