@@ -63,6 +63,7 @@ from ._simulate import (
     sim_order_params as sim_order_params,
     simulate as simulate,
 )
+from ._overlap_chain import simulate_overlaps as simulate_overlaps
 
 
 def enable_x64(enable: bool = True) -> None:
