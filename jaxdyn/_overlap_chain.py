@@ -59,6 +59,8 @@ from ._model import OrderParams, Scenario, check_eta, check_order_params
 
 __all__ = ["simulate_overlaps", "overlap_update", "overlap_factor"]
 
+_UNROLL = 1  # steps per loop iteration of the scan (unrolling measured no faster on CPU)
+
 
 # ----------------------------------------------------------------------------- the exact update
 
@@ -177,12 +179,17 @@ def _gamma_mt(a, draw):
     its series (no float64 logarithm, which is slow on CPU), to float64 accuracy. `ln u` is taken
     in float32 (u is a 24-bit uniform). Two candidates are drawn up front; a loop handles the rare
     steps where both are rejected."""
-    a = np.asarray(a, dtype=float)
-    dd = a - 1.0 / 3.0
-    cc = 1.0 / np.sqrt(9.0 * dd)
-    smax = 5.5 * float(np.max(cc))  # |x| < 5.3 for the hash normals (the only caller)
+    if isinstance(a, jax.Array):  # traced shape parameter: a >= A_TRACED_MIN is guaranteed
+        dd = a - 1.0 / 3.0
+        cc = 1.0 / jnp.sqrt(9.0 * dd)
+        smax = 5.5 / math.sqrt(9.0 * (A_TRACED_MIN - 1.0 / 3.0))
+    else:
+        a = np.asarray(a, dtype=float)
+        dd = a - 1.0 / 3.0
+        cc = 1.0 / np.sqrt(9.0 * dd)
+        smax = 5.5 * float(np.max(cc))  # |x| < 5.3 for the hash normals (the only caller)
     nser = None
-    if smax < 0.2:
+    if smax < 0.3:
         # terms s^k / k, k = 4..nser, until smax^k / k < 1e-17 * smax^4 / 4
         nser = next(k for k in range(5, 60) if smax ** (k - 4) * 4.0 / k < 1e-17)
 
@@ -190,7 +197,7 @@ def _gamma_mt(a, draw):
         x, u = draw(k)
         d = jnp.asarray(dd, x.dtype)
         s = jnp.asarray(cc, x.dtype) * x
-        if nser is None or x.dtype != jnp.float64:
+        if nser is None:
             br = jnp.log1p(jnp.where(s > -1, s, 0.0)) - s + 0.5 * s * s - s * s * s / 3.0
         else:
             br = jnp.zeros_like(s)
@@ -215,8 +222,22 @@ def _gamma_mt(a, draw):
     return g
 
 
+A_TRACED_MIN = 50.0  # gamma shapes >= this may be traced (N a run-time number): series length fixed
+
+
 def _chi2_hash(n, words, t, shape, stream, dtype):
-    """chi^2 variates with dof `n` (array of ints broadcast to `shape`, static) per step t."""
+    """chi^2 variates with dof `n` (array of ints broadcast to `shape`) per step t: static ints,
+    or a traced array whose entries are all >= 2 A_TRACED_MIN."""
+    if isinstance(n, jax.Array):
+        def draw(k):
+            kk = jnp.asarray(k, jnp.uint32)
+            w2 = words ^ (kk * jnp.uint32(0x7FEB352D) + jnp.uint32(0x1B873593))
+            size = int(np.prod(shape))
+            x = _normals(w2, t, size, stream, dtype).reshape((len(t),) + shape)
+            u = _uniforms(w2, t, size, stream + 1, dtype).reshape((len(t),) + shape)
+            return x, u
+
+        return 2.0 * _gamma_mt(jnp.broadcast_to(n.astype(dtype) / 2.0, shape), draw)
     n = np.broadcast_to(np.asarray(n, dtype=int), shape)
     size = int(np.prod(shape))
     out = jnp.zeros((len(t),) + shape, dtype)
@@ -251,20 +272,28 @@ def _chi2_hash(n, words, t, shape, stream, dtype):
 # ----------------------------------------------------------------------------- the chain
 
 
-def _draws(spec, words, key, ts, dtype):
-    """Per step: z (B, M+K), the orthogonal Gram part W (B, B), teacher noise normals (B,)."""
+def _draws(spec, words, key, ts, dtype, Nv):
+    """Per step: z (B, M+K), the orthogonal Gram part W (B, B), teacher noise normals (B,).
+
+    `spec["N"]` is N when it is small (static), else None and `Nv` (traced) holds N."""
     K, M, N, Bsz = spec["K"], spec["M"], spec["N"], spec["batch"]
-    n = N - K - M
+    if N is None:
+        n = Nv - (K + M)
+        direct = False
+        dofs = n - jnp.arange(Bsz, dtype=Nv.dtype)
+    else:
+        n = N - K - M
+        direct = n < Bsz  # the orthogonal part has rank n < B: draw it directly (n small)
+        dofs = n - np.arange(Bsz)
     L = K + M
     nt = len(ts)
-    direct = n < Bsz  # the orthogonal part has rank n < B: draw it directly (n small)
     if spec["rng"] == "hash":
         z = _normals(words, ts, Bsz * L, 0, dtype).reshape(nt, Bsz, L)
         zeta = _normals(words, ts, Bsz, 4, dtype) if spec["noise_on"] else None
         if direct:
             X = _normals(words, ts, Bsz * n, 8, dtype).reshape(nt, Bsz, n) if n else None
         else:
-            diag = _chi2_hash(n - np.arange(Bsz), words, ts, (Bsz,), 12, dtype)
+            diag = _chi2_hash(dofs, words, ts, (Bsz,), 12, dtype)
             off = _normals(words, ts, Bsz * Bsz, 16, dtype).reshape(nt, Bsz, Bsz) if Bsz > 1 else None
     else:
         def one(tt):
@@ -275,8 +304,7 @@ def _draws(spec, words, key, ts, dtype):
             if direct:
                 X = jr.normal(k3, (Bsz, max(n, 1)), dtype)[:, :n]
                 return z, zeta, X, X
-            dof = jnp.asarray(n - np.arange(Bsz), dtype)
-            diag = 2.0 * jr.gamma(k3, dof / 2.0, (Bsz,), dtype)
+            diag = 2.0 * jr.gamma(k3, jnp.asarray(dofs, dtype) / 2.0, (Bsz,), dtype)
             off = jr.normal(k4, (Bsz, Bsz), dtype)
             return z, zeta, diag, off
 
@@ -298,12 +326,13 @@ def _draws(spec, words, key, ts, dtype):
     return z, Wo, zeta
 
 
-def _soa_step(scenario, spec, Q, R, LT, LTinv, z, wo, zt, eta):
+def _soa_step(scenario, spec, Q, R, LT, LTinv, z, wo, zt, eta, Nv):
     """One step for all seeds at once, seeds on the last axis ("structure of arrays": every
     overlap entry is a vector over seeds, so XLA fuses the step into a few vector loops).
 
     `Q` (K, K, S), `R` (K, M, S), `z` (B, M+K, S), `wo` (B, B, S), `zt` (B, S) or None."""
-    K, M, N, Bsz = spec["K"], spec["M"], spec["N"], spec["batch"]
+    K, M, Bsz = spec["K"], spec["M"], spec["batch"]
+    N = Nv if spec["N"] is None else spec["N"]
     dtype = Q.dtype
     v = scenario.v.astype(dtype)
     w = scenario.w.astype(dtype)
@@ -342,11 +371,11 @@ def _soa_step(scenario, spec, Q, R, LT, LTinv, z, wo, zt, eta):
     return (jnp.stack([jnp.stack(r) for r in Qn]), jnp.stack([jnp.stack(r) for r in Rn]))
 
 
-def _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t0, eta, n, mask_from=None):
+def _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t0, eta, Nv, n, mask_from=None):
     """`n` (static) steps of all seeds (seeds last) from global step t0; steps >= mask_from no-op."""
     dtype = Q.dtype
     ts = t0 + jnp.arange(n, dtype=jnp.int32)
-    z, wo, zeta = jax.vmap(lambda w, k: _draws(spec, w, k, ts, dtype))(words, keys)
+    z, wo, zeta = jax.vmap(lambda w, k: _draws(spec, w, k, ts, dtype, Nv))(words, keys)
     # (S, n, ...) -> (n, ..., S)
     z = jnp.moveaxis(z, 0, -1)
     wo = jnp.moveaxis(wo, 0, -1)
@@ -356,13 +385,13 @@ def _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t0, eta, n, mask_from=N
     def body(c, inp):
         Q, R = c
         zb, wb, zt, act = inp
-        Qn, Rn = _soa_step(scenario, spec, Q, R, LT, LTinv, zb, wb, zt, eta)
+        Qn, Rn = _soa_step(scenario, spec, Q, R, LT, LTinv, zb, wb, zt, eta, Nv)
         if act is not None:
             Qn = jnp.where(act, Qn, Q)
             Rn = jnp.where(act, Rn, R)
         return (Qn, Rn), None
 
-    (Q, R), _ = jax.lax.scan(body, (Q, R), (z, wo, zeta, active))
+    (Q, R), _ = jax.lax.scan(body, (Q, R), (z, wo, zeta, active), unroll=_UNROLL)
     return Q, R
 
 
@@ -390,10 +419,13 @@ def _structure_key(scenario):
 def _compiled(structure, spec_items, dtype, chunk, n_test, eta_batched):
     spec = dict(spec_items)
 
-    def run_all(scenario, Q0, R0, LT, LTinv, words, keys, eta, nsteps):
+    def run_all(scenario, Q0, R0, LT, LTinv, words, keys, eta, Nv, nsteps):
         S = words.shape[0]
-        Q = jnp.broadcast_to(Q0[:, :, None], Q0.shape + (S,))
-        R = jnp.broadcast_to(R0[:, :, None], R0.shape + (S,))
+        if Q0.ndim == 3:  # one start per seed
+            Q, R = jnp.moveaxis(Q0, 0, -1), jnp.moveaxis(R0, 0, -1)
+        else:
+            Q = jnp.broadcast_to(Q0[:, :, None], Q0.shape + (S,))
+            R = jnp.broadcast_to(R0[:, :, None], R0.shape + (S,))
 
         def record(carry, inp):
             Q, R, t = carry
@@ -403,7 +435,7 @@ def _compiled(structure, spec_items, dtype, chunk, n_test, eta_batched):
                 # every chunk masked (steps past n_i are no-ops): one copy of the step code
                 Q, R, t = c
                 m = jnp.minimum(n_i - j * chunk, chunk)
-                Q, R = _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t, eta, chunk,
+                Q, R = _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t, eta, Nv, chunk,
                               mask_from=m)
                 return Q, R, t + m
 
@@ -420,11 +452,11 @@ def _compiled(structure, spec_items, dtype, chunk, n_test, eta_batched):
         # (n_rec, S, ...) -> (S, n_rec, ...)
         return tuple(jnp.moveaxis(o, 0, 1) for o in out)
 
-    def fn(scenario, Q, R, LT, LTinv, words, keys, eta, nsteps):
+    def fn(scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps):
         if eta_batched:
-            return jax.vmap(run_all, in_axes=(None,) * 7 + (0, None))(
-                scenario, Q, R, LT, LTinv, words, keys, eta, nsteps)
-        return run_all(scenario, Q, R, LT, LTinv, words, keys, eta, nsteps)
+            return jax.vmap(run_all, in_axes=(None,) * 7 + (0, None, None))(
+                scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps)
+        return run_all(scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps)
 
     return jax.jit(fn)
 
@@ -447,7 +479,7 @@ def simulate_overlaps(
     """Online SGD at finite N simulated exactly as a Markov chain of the overlaps (cost O(1) in N).
 
     Same arguments and the same `SimResult` as `jaxdyn.simulate` (which calls this with
-    `method="overlaps"`); the law of the recorded `Q`, `R`, `eps_g` is that of the weight-space
+    `method="overlaps"`), and `op0` may also hold one start per seed (`Q` (S, K, K), `R` (S, K, M)); the law of the recorded `Q`, `R`, `eps_g` is that of the weight-space
     simulation for i.i.d. `N(0, I_N)` inputs (see the module docstring for the derivation and
     for when each simulator applies). The random streams differ from the weight-space simulator's,
     so the same seed gives a different (equally distributed) run. Use `dtype=jnp.float64` at large
@@ -483,8 +515,6 @@ def simulate_overlaps(
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype=float64 needs jaxdyn.enable_x64() first")
-    if np.ndim(op0.Q) != 2:
-        raise ValueError("op0 must be a single OrderParams (Q (K, K), R (K, M)), not a batch")
     if alphas is None:
         if record_every is None or alpha_max is None:
             raise ValueError("pass alphas, or record_every (steps) together with alpha_max")
@@ -504,12 +534,18 @@ def simulate_overlaps(
         seed_list = np.arange(S)
     else:
         seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    if np.ndim(op0.Q) not in (2, 3) or (np.ndim(op0.Q) == 3 and np.shape(op0.Q)[0] != len(seed_list)):
+        raise ValueError("op0 must be one OrderParams (Q (K, K), R (K, M)) or one per seed "
+                         f"(Q (S, K, K), R (S, K, M) with S = {len(seed_list)} seeds)")
     eta_arr = np.asarray(eta, dtype=float)
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")
     if chunk is None:
         chunk = 64
-    spec = dict(K=K, M=M, N=int(N), batch=int(bs), rng=rng,
+    # N is a run-time number (one compilation for all N) once every chi^2 dof of the orthogonal
+    # Gram part is >= 2 A_TRACED_MIN; below that it is static (exact small-dof samplers)
+    big_n = int(N) - K - M - (int(bs) - 1) >= 2 * A_TRACED_MIN
+    spec = dict(K=K, M=M, N=None if big_n else int(N), batch=int(bs), rng=rng,
                 noise_on=bool(np.any(np.asarray(scenario.noise) != 0)))
 
     T = np.asarray(scenario.T, dtype=float)
@@ -523,7 +559,7 @@ def simulate_overlaps(
                    int(n_test), eta_arr.ndim == 1)
     out = fn(scenario, jnp.asarray(op0.Q, dtype), jnp.asarray(op0.R, dtype),
              jnp.asarray(LT, dtype), jnp.asarray(LTinv, dtype), words, kstream,
-             jnp.asarray(eta_arr, dtype), jnp.asarray(nsteps))
+             jnp.asarray(eta_arr, dtype), jnp.asarray(float(N), dtype), jnp.asarray(nsteps))
     Q, R = out[0], out[1]
     eps_test = out[2] if n_test else None
     ftype = jnp.result_type(float)

@@ -23,6 +23,7 @@ _MODULES = [
     "jaxdyn.figures.simulations",
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",
+    "jaxdyn.figures.finite_size",
 ]
 
 
