@@ -235,6 +235,16 @@ def test_mean_converges_to_ode_at_rate_one_over_N():
         err.append(np.sqrt(np.sum(d**2)))
         se.append(np.sqrt(np.sum(X.var(0) / S)))
     err, se = np.array(err), np.array(se)
-    assert np.all(err > 5 * se), (err, se)  # the bias is resolved at every N
-    slope = np.polyfit(np.log(Ns), np.log(err), 1)[0]
-    assert -1.15 < slope < -0.85, (slope, err)
+    N = np.asarray(Ns, float)
+    # theory: err = a / N + b / N^2 + ...; weighted least squares, then chi^2 of the fit
+    X = np.stack([1 / N, 1 / N**2], 1) / se[:, None]
+    coef, *_ = np.linalg.lstsq(X, err / se, rcond=None)
+    cov = np.linalg.inv(X.T @ X)
+    chi2_1n = float(np.sum((X @ coef - err / se) ** 2))
+    assert stats.chi2.sf(chi2_1n, len(N) - 2) > 0.01, (err, se, coef)
+    assert coef[0] > 5 * np.sqrt(cov[0, 0]), (coef, cov)  # the 1/N term is resolved
+    # the alternative err = c / sqrt(N) is rejected
+    x2 = (1 / np.sqrt(N)) / se
+    c2 = float(x2 @ (err / se) / (x2 @ x2))
+    chi2_sq = float(np.sum((c2 * x2 - err / se) ** 2))
+    assert stats.chi2.sf(chi2_sq, len(N) - 1) < 1e-3, (err, se, c2, chi2_sq)
