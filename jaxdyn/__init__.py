@@ -70,6 +70,7 @@ from ._simulate import (
     sim_order_params as sim_order_params,
     simulate as simulate,
 )
+from ._overlap_chain import simulate_overlaps as simulate_overlaps
 
 
 from . import papers as papers

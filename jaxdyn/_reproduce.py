@@ -24,6 +24,7 @@ _MODULES = [
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",
     "jaxdyn.figures.large_k",
+    "jaxdyn.figures.finite_size",
 ]
 
 

@@ -415,6 +415,7 @@ def simulate(
     n_test: int = 0,
     rng: str = "hash",
     chunk: int | None = None,
+    method: str = "weights",
 ) -> SimResult:
     """Simulate online SGD of the student on fresh Gaussian examples and record the overlaps.
 
@@ -433,6 +434,9 @@ def simulate(
     - `rng`: `"hash"` (default, fast counter-based) or `"jax"` (`jax.random.normal`).
     - `chunk`: steps per random-number draw (default: ~2^16 numbers per seed). Does not change the
       result, only speed and memory.
+    - `method`: `"weights"` (default, the reference: moves the N-dimensional weights) or
+      `"overlaps"`: the same law simulated exactly as a Markov chain of (Q, R), at a cost
+      independent of N (i.i.d. Gaussian inputs only; see `jaxdyn.simulate_overlaps`).
 
     Returns a `SimResult` with `Q` (S, n, K, K), `R` (S, n, K, M), `eps_g` (S, n), ...
 
@@ -444,6 +448,14 @@ def simulate(
     """
     from ._ode import eps_g as _eps_g
 
+    if method == "overlaps":
+        from ._overlap_chain import simulate_overlaps
+
+        return simulate_overlaps(scenario, op0, eta=eta, N=N, alphas=alphas, seeds=seeds,
+                                 dtype=dtype, record_every=record_every, alpha_max=alpha_max,
+                                 n_test=n_test, rng=rng, chunk=chunk)
+    if method != "weights":
+        raise ValueError(f"method must be 'weights' or 'overlaps', got {method!r}")
     spec = _spec(scenario, N, rng)
     check_order_params(scenario, op0)
     check_eta(eta)
