@@ -11,7 +11,8 @@ import sys
 
 # subcommand modules: each provides add_parser(subparsers) -> parser, and run(args) (or sets
 # `func` on its parser itself)
-_SUBCOMMANDS = ["jaxdyn._cli_simulate", "jaxdyn._cli_stability", "jaxdyn._cli_sweep"]
+_SUBCOMMANDS = ["jaxdyn._cli_simulate", "jaxdyn._cli_stability", "jaxdyn._cli_sweep",
+                "jaxdyn._cli_statics"]
 
 
 def _reproduce(args) -> int:

@@ -354,6 +354,11 @@ def _root(F, y0, args, max_steps=64):
 def _solve_ss(y0, K, alpha, g):
     F = lambda y, a: jax.grad(_f_ss)(y, a[0], a[1], g)
     y, res = _root(F, y0, (K, alpha))
+    # keep the guess if Newton made it worse (a singular Hessian at the guess, e.g. exactly at a
+    # bifurcation, sends Newton to NaN)
+    res0 = jnp.max(jnp.abs(F(y0, (K, alpha))))
+    better = jnp.isfinite(res) & (res <= res0)
+    y, res = jnp.where(better, y, y0), jnp.where(better, res, res0)
     H = jax.hessian(_f_ss)(y, K, alpha, g)
     return y, res, _f_ss(y, K, alpha, g), _eps_ss(y[0], y[1], y[2], K, g), jnp.linalg.eigvalsh(H)
 
@@ -855,9 +860,23 @@ def large_K_eps_g(R, g):
     return G(jnp.ones_like(R)) - G(R) - _dG(g, 1)(jnp.zeros(())) * (1 - R)
 
 
+@eqx.filter_jit
 def _large_K_alpha(R, g):
     d1 = jnp.vectorize(_dG(g, 1))
     return R / ((1 - R**2) * (d1(R) - d1(jnp.zeros_like(R))))
+
+
+@eqx.filter_jit
+def _large_K_dalpha(R, g):
+    return jax.grad(lambda r: _large_K_alpha(r, g))(R)
+
+
+@eqx.filter_jit
+def _large_K_dphi(R, g):
+    a = _large_K_alpha(R, g)
+    G = _G(g)
+    eps = lambda r: G(jnp.ones_like(r)) - G(r) - _dG(g, 1)(jnp.zeros(())) * (1 - r)
+    return a * (eps(R) - eps(jnp.zeros_like(R))) - 0.5 * jnp.log1p(-R**2)
 
 
 class LargeKTransition(eqx.Module):
@@ -896,18 +915,14 @@ def large_K_transition(*, g) -> LargeKTransition:
     i = int(np.argmin(al))
     if i == 0:
         return LargeKTransition(a_inst, a_inst, a_inst, 0.0, True, 1e-12 * a_inst, 1e-12 * a_inst)
-    dal = jax.grad(lambda R: _large_K_alpha(R, g))
-    R_s = brentq(lambda R: float(dal(jnp.asarray(R))), Rg[i - 1], Rg[i + 1], xtol=1e-15, rtol=1e-15)
+    R_s = brentq(lambda R: float(_large_K_dalpha(jnp.asarray(R), g)), Rg[i - 1], Rg[i + 1],
+                 xtol=1e-15, rtol=1e-15)
     alpha_s = float(_large_K_alpha(jnp.asarray(R_s), g))
-
-    def dphi(R):  # phi(R) - phi(0) on the branch, alpha = alpha(R)
-        a = _large_K_alpha(jnp.asarray(R), g)
-        return float(a * (large_K_eps_g(R, g) - large_K_eps_g(0.0, g)) - 0.5 * jnp.log1p(-R**2))
-
+    dphi = lambda R: float(_large_K_dphi(jnp.asarray(R), g))
     Rs = Rg[i:]
-    d = np.array([dphi(R) for R in Rs[::20]])
+    d = np.asarray(_large_K_dphi(jnp.asarray(Rs), g))
     k = np.nonzero((d[:-1] > 0) & (d[1:] <= 0))[0][0]
-    R_c = brentq(dphi, Rs[::20][k], Rs[::20][k + 1], xtol=1e-15, rtol=1e-15)
+    R_c = brentq(dphi, Rs[k], Rs[k + 1], xtol=1e-15, rtol=1e-15)
     alpha_c = float(_large_K_alpha(jnp.asarray(R_c), g))
-    tol_c = abs(float(jax.grad(lambda R: _large_K_alpha(R, g))(jnp.asarray(R_c)))) * 4e-15 + 1e-14 * alpha_c
+    tol_c = abs(float(_large_K_dalpha(jnp.asarray(R_c), g))) * 4e-15 + 1e-14 * alpha_c
     return LargeKTransition(a_inst, alpha_s, alpha_c, float(R_c), False, 1e-14 * alpha_s, tol_c)

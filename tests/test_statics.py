@@ -205,20 +205,30 @@ def test_alpha_inst_closed_forms():
                    - np.pi * (4 - r * r) ** 1.5 / (2 * r * (1 - C))) < 1e-11
 
 
-@pytest.mark.parametrize("K,g", [(2, RELU), (3, RELU), (3, ERF)])
+@pytest.mark.parametrize("K,g", [(2, RELU), pytest.param(3, RELU, marks=pytest.mark.slow),
+                                 pytest.param(3, ERF, marks=pytest.mark.slow)])
 def test_alpha_inst_is_the_full_hessian_zero_crossing(K, g):
     tr = jd.specialisation_transition(K=K, g=g)
 
+    def state(alpha):  # the R = S state, followed from alpha = 0 inside the R = S subspace
+        b = jd.unspecialised_branch(K=K, g=g, alphas=jnp.linspace(1e-3, alpha, 60))
+        return float(b.R[-1]), float(b.C[-1])
+
     def lam_min(alpha):
-        eq = jd.equilibrium(K=K, g=g, alpha=alpha, guess=(tr.r_inst, tr.r_inst, tr.C_inst))
-        assert abs(float(eq.R - eq.S)) < 1e-10
-        return float(eq.hessian[0])
+        r, C = state(alpha)
+        grad, lam = jd.full_hessian(r, r, C, K=K, alpha=alpha, g=g)
+        assert float(grad) < 1e-9 * alpha * K  # a stationary point of the full-space beta f
+        return float(lam[0])
 
     a = tr.alpha_inst
     # positive (a minimum in the full space) below, negative above: the first zero crossing
     assert lam_min(0.98 * a) > 0 and lam_min(1.02 * a) < 0
     root = brentq(lam_min, 0.98 * a, 1.02 * a, xtol=1e-13)
     assert abs(root - a) < 1e-8
+    # the crossing eigenvalue is the (K-1)^2-fold specialisation mode
+    r, C = state(1.01 * a)
+    lam = np.asarray(jd.full_hessian(r, r, C, K=K, alpha=1.01 * a, g=g)[1])
+    assert np.sum(lam < 0) == (K - 1) ** 2
 
 
 def test_relu_paper_values():
