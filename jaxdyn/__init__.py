@@ -75,6 +75,35 @@ from ._overlap_chain import simulate_overlaps as simulate_overlaps
 
 from . import papers as papers
 
+from ._statics import (
+    Equilibrium as Equilibrium,
+    LargeKTransition as LargeKTransition,
+    StaticsBranch as StaticsBranch,
+    Transition as Transition,
+    alpha_instability as alpha_instability,
+    entropy as entropy,
+    entropy_ss as entropy_ss,
+    equilibrium as equilibrium,
+    flatten_statics as flatten_statics,
+    free_energy as free_energy,
+    free_energy_ss as free_energy_ss,
+    full_hessian as full_hessian,
+    large_K_eps_g as large_K_eps_g,
+    large_K_transition as large_K_transition,
+    pair_correlation as pair_correlation,
+    pair_correlation_error as pair_correlation_error,
+    single_unit as single_unit,
+    single_unit_alpha as single_unit_alpha,
+    site_symmetric_state as site_symmetric_state,
+    specialisation_transition as specialisation_transition,
+    specialised_branch as specialised_branch,
+    statics_eps_g as statics_eps_g,
+    statics_eps_g_ss as statics_eps_g_ss,
+    unflatten_statics as unflatten_statics,
+    unspecialised_branch as unspecialised_branch,
+)
+from ._gibbs_sampling import GibbsSamples as GibbsSamples, sample_gibbs as sample_gibbs
+
 
 def enable_x64(enable: bool = True) -> None:
     """Switch JAX to float64 (call once, before creating arrays). jaxdyn never does it at import."""

@@ -8,11 +8,11 @@ import json
 import os
 import sys
 
-from . import _cli_simulate, _cli_stability, _cli_sweep
+from . import _cli_simulate, _cli_stability, _cli_statics, _cli_sweep
 
 # subcommand modules: each provides add_parser(subparsers) -> parser, and run(args) (or sets
 # `func` on its parser itself). Imported explicitly: a missing one is an error, not a silence.
-_SUBCOMMANDS = [_cli_simulate, _cli_stability, _cli_sweep]
+_SUBCOMMANDS = [_cli_simulate, _cli_stability, _cli_sweep, _cli_statics]
 
 
 def _reproduce(args) -> int:
