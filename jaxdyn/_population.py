@@ -21,6 +21,8 @@ non-smooth parts of `F` are O(theta^2) there (the field is C^1, not C^2).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,9 +68,12 @@ def vector_angle(a, b):
     Example:
         >>> jaxdyn.vector_angle(jnp.array([1.0, 0.0]), jnp.array([1.0, 1e-12]))   # 1e-12
     """
-    a_hat, _ = _unit(jnp.asarray(a, float))
-    b_hat, _ = _unit(jnp.asarray(b, float))
-    return _angle_from_units(a_hat, b_hat)[0]
+    return _vector_angle(jnp.asarray(a, float), jnp.asarray(b, float))
+
+
+@jax.jit
+def _vector_angle(a, b):
+    return _angle_from_units(_unit(a)[0], _unit(b)[0])[0]
 
 
 def population_gating(e, w):
@@ -89,6 +94,11 @@ def population_gating(e, w):
         raise ValueError(f"e and w must have the same last dimension d, got {e.shape} and {w.shape}")
     if not _is_tracer(e) and np.any(np.linalg.norm(np.asarray(e), axis=-1) == 0):
         raise ValueError("e must be non-zero: the gate 1{e.x > 0} needs a direction")
+    return _gating(e, w)
+
+
+@jax.jit
+def _gating(e, w):
     e_hat, _ = _unit(e)
     w_hat, wn = _unit(w)
     theta, comp = _angle_from_units(e_hat, w_hat)
@@ -103,8 +113,11 @@ def relu_correlation(a, b):
     Example:
         >>> jaxdyn.relu_correlation(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]))   # 1/2
     """
-    a = jnp.asarray(a, float)
-    b = jnp.asarray(b, float)
+    return _relu_corr(jnp.asarray(a, float), jnp.asarray(b, float))
+
+
+@jax.jit
+def _relu_corr(a, b):
     a_hat, an = _unit(a)
     b_hat, bn = _unit(b)
     theta, comp = _angle_from_units(a_hat, b_hat)
@@ -212,6 +225,11 @@ def population_gradient(W, W_teacher, *, v=None, u=None, angles="auto"):
         >>> jaxdyn.population_gradient(W, jnp.eye(2, 3))   # equals jax.grad of population_loss
     """
     W, Wt, v, u, angles = check_weights(W, W_teacher, v, u, angles=angles)
+    return _gradient(W, Wt, v, u, angles)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _gradient(W, Wt, v, u, angles):
     W_hat, Wn = _unit(W)
     _, Wtn = _unit(Wt)
     g = _gating_sums(W_hat, Wn, W, Wn, v, angles) - _gating_sums(W_hat, Wn, Wt, Wtn, u, angles)
@@ -235,6 +253,11 @@ def population_loss(W, W_teacher, *, v=None, u=None, angles="auto"):
         >>> jaxdyn.population_loss(jnp.zeros((1, 2)), jnp.array([[1.0, 0.0]]))   # 1/4
     """
     W, Wt, v, u, angles = check_weights(W, W_teacher, v, u, angles=angles, allow_zero=True)
+    return _loss(W, Wt, v, u, angles)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _loss(W, Wt, v, u, angles):
     Gss = _gram_relu(W, W, angles)
     Gst = _gram_relu(W, Wt, angles)
     Gtt = _gram_relu(Wt, Wt, angles)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ._population import population_gradient, safe_norm
+from ._population import safe_norm
 
 
 def _check_K(K):
@@ -198,8 +198,3 @@ def cyclic_jacobian(x, y, *, K: int):
 
 
 
-
-def full_cyclic_field(x, y, *, K: int, d: int | None = None):
-    """`-dL/dW` of the full K d flow at the cyclic weights (for checking the reduction)."""
-    W, Wt = cyclic_weights(x, y, K=K, d=d)
-    return -population_gradient(W, Wt)
