@@ -81,7 +81,6 @@ from ._weight_flow import (
 from ._single_relu import (
     antiparallel_escape_time as antiparallel_escape_time,
     init_success_probability as init_success_probability,
-    lyapunov_band as lyapunov_band,
     lyapunov_critical_angle as lyapunov_critical_angle,
     lyapunov_rate as lyapunov_rate,
     tian_probability_bound as tian_probability_bound,

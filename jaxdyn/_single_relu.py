@@ -7,10 +7,11 @@ With `a = |w|`, `theta = angle(w, w*)`, the Lyapunov function `V = |w - w*|^2 / 
              - (pi - theta + sin theta cos theta) b^2] / (2 pi),
 
 a quadratic form in `(a, b)` (derived from Theorem 1). It is negative definite for
-`theta < theta_c = 2.3276...` (root of `B^2 = 4 pi C` with `B = (2 pi - theta) cos theta + sin theta`,
-`C = pi - theta + sin theta cos theta`), so V decreases there at every norm, and in particular in
-the paper's ball `|w - w*| < |w*|` (where theta < pi/2). Beyond `theta_c` it increases on the band
-`a / b in [(B - sqrt(B^2 - 4 pi C)) / (2 pi), (B + sqrt(B^2 - 4 pi C)) / (2 pi)]`.
+`0 < theta < theta_c = 2.3276...` (root of `B^2 = 4 pi C` with `B = (2 pi - theta) cos theta +
+sin theta`, `C = pi - theta + sin theta cos theta`); beyond `theta_c` it is indefinite, but `B < 0`
+there, so it is still negative for `a, b > 0`. Hence V decreases along the flow at every
+`w != 0, w*`, not only in the paper's ball `|w - w*| < |w*|` (theorem 3): the ball is needed only to
+keep the trajectory away from the origin, where the gradient is discontinuous.
 
 Polar form of the flow: `da/dt = -a/2 + b (sin theta + (pi - theta) cos theta) / (2 pi)`,
 `dtheta/dt = -b (pi - theta) sin theta / (2 pi a)`. Near `theta = pi` (`phi = pi - theta` small) the
@@ -51,8 +52,9 @@ def _BC(theta):
 
 
 def lyapunov_critical_angle() -> float:
-    """`theta_c`: for `theta < theta_c` the quadratic form of `dV/dt` is negative definite
-    (V decreases at every norm); found by bisection on `B^2 - 4 pi C` (module docstring).
+    """`theta_c`: for `0 < theta < theta_c` the quadratic form of `dV/dt` in `(|w|, |w*|)` is
+    negative definite; found by bisection on `B^2 - 4 pi C` (module docstring). (Beyond it the form
+    is indefinite but still negative for positive norms.)
 
     Example:
         >>> jaxdyn.lyapunov_critical_angle()   # 2.3276...
@@ -61,16 +63,6 @@ def lyapunov_critical_angle() -> float:
 
     return float(brentq(lambda t: _BC(t)[0] ** 2 - 4 * np.pi * _BC(t)[1], np.pi / 2, np.pi - 1e-9,
                         xtol=1e-15, rtol=1e-15))
-
-
-def lyapunov_band(theta):
-    """`(a_lo, a_hi)` in units of `|w*|`: the norms at angle `theta` where V increases (nan where
-    it decreases at every norm, i.e. theta <= theta_c)."""
-    theta = np.asarray(theta, float)
-    B, C = _BC(theta)
-    disc = B**2 - 4 * np.pi * C
-    s = np.sqrt(np.where(disc > 0, disc, np.nan))
-    return (B - s) / (2 * np.pi), (B + s) / (2 * np.pi)
 
 
 def init_success_probability(r, d: int) -> float:

@@ -27,6 +27,8 @@ The 2-D reduced Jacobian has eigenvalues `-K/2` (eigenvector (1, 1)) and `beta_T
 
 from __future__ import annotations
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -68,15 +70,17 @@ def cyclic_field(x, y, *, K: int):
     Example:
         >>> jaxdyn.cyclic_field(1.0, 0.0, K=3)   # the teacher: (0, 0)
     """
-    K = _check_K(K)
-    x = jnp.asarray(x, float)
-    y = jnp.asarray(y, float)
-    n = safe_norm(jnp.stack([x, jnp.sqrt(K - 1.0) * y], -1))
+    return _cyclic_field(jnp.asarray(x, float), jnp.asarray(y, float), jnp.asarray(_check_K(K), float))
+
+
+def _cyclic_field(x, y, K):
+    # K enters only as a number: a traced float, so that one compilation serves every K
+    n = safe_norm(jnp.stack(jnp.broadcast_arrays(x, jnp.sqrt(K - 1.0) * y), -1))
     th_x = jnp.arctan2(jnp.sqrt(K - 1.0) * jnp.abs(y), x)
-    th_y = jnp.arctan2(safe_norm(jnp.stack([x, jnp.sqrt(K - 2.0) * y], -1)), y)
+    th_y = jnp.arctan2(safe_norm(jnp.stack(jnp.broadcast_arrays(x, jnp.sqrt(K - 2.0) * y), -1)), y)
     # theta_s by chords: w_1 - w_2 = (x - y)(e_1 - e_2), w_1 + w_2 = 2 y 1 + (x - y)(e_1 + e_2)
     chord_m = jnp.sqrt(2.0) * jnp.abs(x - y)
-    chord_p = safe_norm(jnp.stack([jnp.sqrt(2.0) * (x + y), 2 * jnp.sqrt(K - 2.0) * y], -1))
+    chord_p = safe_norm(jnp.stack(jnp.broadcast_arrays(jnp.sqrt(2.0) * (x + y), 2 * jnp.sqrt(K - 2.0) * y), -1))
     th_s = 2 * jnp.arctan2(chord_m, chord_p)
     S = jnp.sin(th_x) + (K - 1) * jnp.sin(th_y)
     inv_n = jnp.where(n > 0, 1 / jnp.where(n > 0, n, 1.0), 0.0)
@@ -133,7 +137,7 @@ def saddle_spectrum(K: int, d: int | None = None) -> SaddleSpectrum:
               "splitting, off-plane")
     keep = mult > 0
     return SaddleSpectrum(values=values[keep], multiplicities=mult[keep],
-                          labels=tuple(np.array(labels)[keep]), reduced=np.array([-K / 2, bT]))
+                          labels=tuple(str(lab) for lab, k in zip(labels, keep) if k), reduced=np.array([-K / 2, bT]))
 
 
 class CyclicTrajectory(eqx.Module):
@@ -146,9 +150,9 @@ class CyclicTrajectory(eqx.Module):
 
 
 @eqx.filter_jit
-def _cyc(x0, y0, times, *, K, rtol, atol, max_steps):
+def _cyc(x0, y0, times, K, *, rtol, atol, max_steps):
     def rhs(t, z, args):
-        fx, fy = cyclic_field(z[0], z[1], K=K)
+        fx, fy = _cyclic_field(z[0], z[1], K)
         return jnp.stack([fx, fy])
 
     sol = diffrax.diffeqsolve(
@@ -176,25 +180,37 @@ def cyclic_flow(x0, y0, *, K: int, times, rtol: float = 1e-11, atol: float = 1e-
         if float(x0) ** 2 + (K - 1) * float(y0) ** 2 == 0:
             raise ValueError("(x0, y0) = (0, 0) are zero-norm students: the gradient is undefined")
     times = jnp.asarray(times, float)
-    return _cyc(x0, y0, times, K=K, rtol=rtol, atol=atol, max_steps=max_steps)
+    return _cyc(x0, y0, times, jnp.asarray(K, float), rtol=rtol, atol=atol, max_steps=max_steps)
 
 
 def cyclic_fixed_point(x0, y0, *, K: int, rtol: float = 1e-14, atol: float = 1e-15):
-    """Newton on the reduced field from the guess `(x0, y0)`; returns `(x, y)` as an array."""
-    K = _check_K(K)
+    """Newton on the reduced field from the guess `(x0, y0)`; returns `(x, y)` as an array.
 
+    Example:
+        >>> jaxdyn.cyclic_fixed_point(0.5, 0.5, K=2)   # the saddle (y*, y*)
+    """
+    return _newton(jnp.array([x0, y0], float), jnp.asarray(_check_K(K), float), rtol, atol)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _newton(z0, K, rtol, atol):
     def fn(z, args):
-        return jnp.stack(cyclic_field(z[0], z[1], K=K))
+        return jnp.stack(_cyclic_field(z[0], z[1], args))
 
-    sol = optx.root_find(fn, optx.Newton(rtol=rtol, atol=atol), jnp.array([x0, y0], float),
-                         max_steps=100, throw=False)
-    return sol.value
+    return optx.root_find(fn, optx.Newton(rtol=rtol, atol=atol), z0, args=K, max_steps=100,
+                          throw=False).value
 
 
 def cyclic_jacobian(x, y, *, K: int):
-    """2 x 2 Jacobian of the reduced field at `(x, y)` (`jax.jacfwd`; finite at x = y)."""
-    K = _check_K(K)
-    return jax.jacfwd(lambda z: jnp.stack(cyclic_field(z[0], z[1], K=K)))(jnp.array([x, y], float))
+    """2 x 2 Jacobian of the reduced field at `(x, y)` (`jax.jacfwd`; finite at x = y, where the
+    field is C^1 but not C^2).
+
+    Example:
+        >>> jaxdyn.cyclic_jacobian(0.534, 0.534, K=2)
+    """
+    return _jac2(jnp.array([x, y], float), jnp.asarray(_check_K(K), float))
 
 
-
+@jax.jit
+def _jac2(z, K):
+    return jax.jacfwd(lambda z: jnp.stack(_cyclic_field(z[0], z[1], K)))(z)

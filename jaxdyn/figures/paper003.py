@@ -102,7 +102,7 @@ def single_relu(outdir, *, fast=False):
         ax.plot(x0, y0, "k.", ms=4)
     ax.plot(1, 0, "r*", ms=10)
     ax.set(xlabel="$w_1$", ylabel="$w_2$", aspect="equal",
-           title=rf"$dV/dt<0$ (blue), $>0$ (red); $\theta_c$ = {tc:.4f}")
+           title=r"$dV/dt<0$ everywhere but $w^*$ (blue); paper's ball dashed")
     # (b) probability of starting in the ball vs the bound
     rs = np.geomspace(1e-3, 0.5, 12 if fast else 30)
     ax = axs[1]
@@ -133,7 +133,7 @@ def single_relu(outdir, *, fast=False):
     tesc = []
     for phi0 in phis:
         w0 = jnp.array([[np.cos(np.pi - phi0), np.sin(np.pi - phi0), 0.0]])
-        W = np.asarray(jd.gradient_flow(w0, jnp.eye(1, 3), times=ts).W[:, 0])
+        W = np.asarray(jd.gradient_flow(w0, jnp.eye(1, 3), times=ts, atol=1e-24).W[:, 0])
         ang = np.arctan2(W[:, 1], W[:, 0])
         i = int(np.argmax(ang < np.pi / 2))
         tesc.append(float(np.interp(np.pi / 2, [ang[i], ang[i - 1]], [ts[i], ts[i - 1]])))
@@ -145,7 +145,7 @@ def single_relu(outdir, *, fast=False):
     ax.legend(fontsize=7)
     fig.savefig(outdir / "003-single-relu.png", dpi=120)
     plt.close(fig)
-    return {"theta_c": tc, "probability": out_p, "converged_fraction_d10_r0.2": frac, "runs": n,
+    return {"theta_c": tc, "max_lyapunov_rate_on_grid": float(np.max(rate)), "probability": out_p, "converged_fraction_d10_r0.2": frac, "runs": n,
             "P_in_ball_d10_r0.2": jd.init_success_probability(0.2, 10),
             "bound_d10_r0.2": jd.tian_probability_bound(0.2, 10),
             "escape_phi0": phis, "escape_time": tesc,
@@ -176,7 +176,7 @@ def fig7(outdir, *, fast=False):
     out = {}
     g = np.linspace(-0.8 if not fast else -0.8, 1.2, 17 if fast else 25)
     for ax, K in zip(axs, (2, 5)):
-        X, Y = np.meshgrid(g, np.linspace(0.0, 1.2, len(g)))
+        X, Y = np.meshgrid(g, np.linspace(-0.05, 1.2, len(g)))
         fx, fy = (np.asarray(a) for a in jd.cyclic_field(jnp.asarray(X), jnp.asarray(Y), K=K))
         sp = np.hypot(fx, fy)
         ax.quiver(X, Y, fx / (sp + 1e-12), fy / (sp + 1e-12), np.log10(sp + 1e-12), cmap="viridis",
@@ -194,8 +194,8 @@ def fig7(outdir, *, fast=False):
         ax.plot(*z, "ms", ms=7, label=(f"x0<y0 end ({z[0]:.3f}, {z[1]:.3f}), index {index}"
                                         if K > 2 else "x0<y0 end (0, 1): the permutation"))
         ax.plot(g, g, "k:", lw=0.6)
-        ax.set(xlabel="x", ylabel="y", title=f"K = {K}: cyclic ansatz w = (x, y, ..., y)",
-               xlim=(g[0], g[-1]), ylim=(0, 1.2))
+        ax.set(xlabel="x", ylabel="y", title=f"K = {K}: w = (x, y, ..., y); arrows: direction, colour: log10 speed",
+               xlim=(g[0], g[-1]), ylim=(-0.05, 1.2))
         ax.legend(fontsize=7, loc="upper right")
         out[f"K={K}"] = {"saddle_y": ys, "x0<y0_endpoint": z, "index": index, "loss": loss}
     fig.savefig(outdir / "003-fig7.png", dpi=120)
