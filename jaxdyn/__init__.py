@@ -103,6 +103,39 @@ from ._statics import (
     unspecialised_branch as unspecialised_branch,
 )
 from ._gibbs_sampling import GibbsSamples as GibbsSamples, sample_gibbs as sample_gibbs
+from ._population import (
+    flow_jacobian as flow_jacobian,
+    population_gating as population_gating,
+    population_gradient as population_gradient,
+    population_loss as population_loss,
+    relu_correlation as relu_correlation,
+    vector_angle as vector_angle,
+)
+from ._weight_flow import (
+    WeightTrajectory as WeightTrajectory,
+    gradient_flow as gradient_flow,
+    population_descent as population_descent,
+    population_scenario as population_scenario,
+    weight_order_params as weight_order_params,
+)
+from ._single_relu import (
+    antiparallel_escape_time as antiparallel_escape_time,
+    init_success_probability as init_success_probability,
+    lyapunov_critical_angle as lyapunov_critical_angle,
+    lyapunov_rate as lyapunov_rate,
+    tian_probability_bound as tian_probability_bound,
+)
+from ._ssb import (
+    CyclicTrajectory as CyclicTrajectory,
+    SaddleSpectrum as SaddleSpectrum,
+    cyclic_field as cyclic_field,
+    cyclic_fixed_point as cyclic_fixed_point,
+    cyclic_flow as cyclic_flow,
+    cyclic_jacobian as cyclic_jacobian,
+    cyclic_weights as cyclic_weights,
+    saddle_spectrum as saddle_spectrum,
+    symmetric_saddle as symmetric_saddle,
+)
 
 
 def enable_x64(enable: bool = True) -> None:

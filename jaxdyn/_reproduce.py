@@ -21,6 +21,7 @@ _MODULES = [
     "jaxdyn.figures.paper000",
     "jaxdyn.figures.paper001",
     "jaxdyn.figures.paper002",
+    "jaxdyn.figures.paper003",
     "jaxdyn.figures.simulations",
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",
