@@ -10,6 +10,7 @@ import numpy as np
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
 from ._ode import eps_g as _eps_g, vector_field
+from ._schedules import check_schedule, declare_jumps, is_schedule
 
 
 class RESULTS:
@@ -89,7 +90,8 @@ def _blowup_cond(scale):
 def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controller, dt0, max_steps,
            blowup, adjoint):
     def rhs(t, y, args):
-        return vector_field(scenario, y, args, eta2=eta2, i4=i4, order=order)
+        e = args(t) if is_schedule(args) else args  # a schedule is evaluated at the current time
+        return vector_field(scenario, y, e, eta2=eta2, i4=i4, order=order)
 
     term = diffrax.ODETerm(rhs)
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=alphas), diffrax.SubSaveAt(t1=True)])
@@ -184,7 +186,9 @@ def integrate(
 
     **Main arguments:**
     - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD).
-    - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling.
+    - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling, or a schedule
+      (`jaxdyn.PiecewiseConstant`, `jaxdyn.Chebyshev`, `jaxdyn.FunctionSchedule`, ...) for a
+      time-dependent eta(alpha); its jumps are declared to the step-size controller.
     - `alphas`: increasing array of times (alpha = examples / N) at which to record.
     - `eta2`: keep the `eta^2` term (default True; False gives the small-eta dynamics).
     - `i4`: `"exact"` or `"hermite"` (series of order `order`) for the `eta^2` averages.
@@ -208,7 +212,8 @@ def integrate(
         >>> traj.eps_g[-1], traj.diverged
     """
     check_order_params(scenario, op0)
-    check_eta(eta)
+    if not is_schedule(eta):
+        check_eta(eta)
     if i4 not in ("exact", "hermite"):
         raise ValueError(f"i4 must be 'exact' or 'hermite', got {i4!r}")
     alphas = jnp.asarray(alphas, dtype=float)
@@ -225,9 +230,14 @@ def integrate(
         raise ValueError("a constant step size needs dt0")
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     dtype = jnp.result_type(float)
+    if is_schedule(eta):
+        check_schedule(eta, alpha0, alphas[-1])
+        stepsize_controller = declare_jumps(stepsize_controller, eta)
+    else:
+        eta = jnp.asarray(eta, dtype)
     op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))
     traj = _solve(
-        scenario, op0, jnp.asarray(eta, dtype), alphas, jnp.asarray(alpha0, dtype),
+        scenario, op0, eta, alphas, jnp.asarray(alpha0, dtype),
         eta2=eta2, i4=i4, order=order, solver=solver, controller=stepsize_controller, dt0=dt0,
         max_steps=max_steps, blowup=blowup, adjoint=adjoint,
     )
