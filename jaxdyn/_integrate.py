@@ -231,7 +231,7 @@ def integrate(
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     dtype = jnp.result_type(float)
     if is_schedule(eta):
-        check_schedule(eta, alpha0, alphas[-1])
+        check_schedule(eta, alpha0, alphas[-1], jumps_inside=False)
         stepsize_controller = declare_jumps(stepsize_controller, eta)
     else:
         eta = jnp.asarray(eta, dtype)

@@ -26,8 +26,6 @@ is then evaluated at the blow-up state (huge), so an optimiser is pushed back, a
 
 from __future__ import annotations
 
-import math
-
 import diffrax
 import equinox as eqx
 import jax
@@ -44,6 +42,11 @@ from ._schedules import AbstractSchedule, Constant, check_schedule, declare_jump
 # ----------------------------------------------------------------------------- objectives
 
 
+def _as_float(x):
+    # an array field (not static), so that a new alpha_F or target does not recompile
+    return jnp.asarray(x, dtype=float)
+
+
 class FinalError(eqx.Module):
     """Objective: `ln eps_g(alpha_F)` (`log=True`, default; well scaled over decades) or
     `eps_g(alpha_F)`.
@@ -52,16 +55,16 @@ class FinalError(eqx.Module):
         >>> obj = jaxdyn.FinalError(alpha_F=50.0)
     """
 
-    alpha_F: float = eqx.field(static=True)
+    alpha_F: float = eqx.field(converter=_as_float)
     log: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        if not (np.isfinite(self.alpha_F) and self.alpha_F > 0):
+        if not (np.isfinite(float(self.alpha_F)) and float(self.alpha_F) > 0):
             raise ValueError(f"alpha_F must be finite and > 0, got {self.alpha_F!r}")
 
     @property
     def t1(self):
-        return float(self.alpha_F)
+        return self.alpha_F
 
 
 class TimeToTarget(eqx.Module):
@@ -72,18 +75,18 @@ class TimeToTarget(eqx.Module):
         >>> obj = jaxdyn.TimeToTarget(eps_target=1e-3, alpha_max=200.0)
     """
 
-    eps_target: float = eqx.field(static=True)
-    alpha_max: float = eqx.field(static=True)
+    eps_target: float = eqx.field(converter=_as_float)
+    alpha_max: float = eqx.field(converter=_as_float)
 
     def __check_init__(self):
-        if not (np.isfinite(self.eps_target) and self.eps_target > 0):
+        if not (np.isfinite(float(self.eps_target)) and float(self.eps_target) > 0):
             raise ValueError(f"eps_target must be finite and > 0, got {self.eps_target!r}")
-        if not (np.isfinite(self.alpha_max) and self.alpha_max > 0):
+        if not (np.isfinite(float(self.alpha_max)) and float(self.alpha_max) > 0):
             raise ValueError(f"alpha_max must be finite and > 0, got {self.alpha_max!r}")
 
     @property
     def t1(self):
-        return float(self.alpha_max)
+        return self.alpha_max
 
 
 class IntegratedError(eqx.Module):
@@ -93,15 +96,15 @@ class IntegratedError(eqx.Module):
         >>> obj = jaxdyn.IntegratedError(alpha_F=50.0)
     """
 
-    alpha_F: float = eqx.field(static=True)
+    alpha_F: float = eqx.field(converter=_as_float)
 
     def __check_init__(self):
-        if not (np.isfinite(self.alpha_F) and self.alpha_F > 0):
+        if not (np.isfinite(float(self.alpha_F)) and float(self.alpha_F) > 0):
             raise ValueError(f"alpha_F must be finite and > 0, got {self.alpha_F!r}")
 
     @property
     def t1(self):
-        return float(self.alpha_F)
+        return self.alpha_F
 
 
 _OBJECTIVES = (FinalError, TimeToTarget, IntegratedError)
@@ -164,7 +167,7 @@ def _solve_impl(scenario, op0, schedule, objective, *, eta2, i4, order, rtol, at
 
     conds = [blow]
     if isinstance(objective, TimeToTarget):
-        lt = math.log(objective.eps_target)
+        lt = jnp.log(objective.eps_target)
 
         def target(t, y, args, **kw):
             return jnp.log(eps_g(scenario, y[0])) - lt

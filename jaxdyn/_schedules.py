@@ -251,10 +251,12 @@ def is_schedule(x) -> bool:
     return isinstance(x, AbstractSchedule)
 
 
-def check_schedule(schedule, alpha0, alpha1, *, n_grid: int = 1025) -> None:
+def check_schedule(schedule, alpha0, alpha1, *, n_grid: int = 1025, jumps_inside: bool = True) -> None:
     """Raise `ValueError` unless `schedule` is finite and > 0 on [alpha0, alpha1] (checked on a grid
-    and on both sides of every jump) and its jumps lie strictly inside (alpha0, alpha1), increasing.
-    Skipped when the schedule or the times are traced (inside jit/grad/vmap)."""
+    and on both sides of every jump) and its jumps are increasing and, with `jumps_inside` (the
+    objectives: a piece outside the horizon would be a dead parameter), lie strictly inside
+    (alpha0, alpha1). `integrate`/`simulate` pass `jumps_inside=False`: integrating part of a
+    schedule is legitimate. Skipped when the schedule or the times are traced."""
     if not isinstance(schedule, AbstractSchedule):
         raise ValueError(f"expected a jaxdyn schedule (AbstractSchedule), got {type(schedule).__name__}")
     leaves = jax.tree_util.tree_leaves(schedule) + [alpha0, alpha1]
@@ -268,10 +270,11 @@ def check_schedule(schedule, alpha0, alpha1, *, n_grid: int = 1025) -> None:
         if not np.all(np.isfinite(j)) or np.any(np.diff(j) <= 0):
             raise ValueError(f"the schedule's jump_ts must be finite and strictly increasing, got {j}")
         out = (j <= a0) | (j >= a1)
-        if np.any(out):
+        if jumps_inside and np.any(out):
             raise ValueError(
                 f"the schedule's jump_ts {j[out]} lie outside the integration range ({a0}, {a1}); "
                 "build the schedule on the range you integrate over (or extend `alphas`)")
+        j = j[~out]
         pts += [np.nextafter(j, -np.inf), np.nextafter(j, np.inf)]
     t = np.concatenate(pts)
     eta = np.asarray(schedule(jnp.asarray(t)))

@@ -479,7 +479,8 @@ def simulate(
     else:
         seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if schedule is not None:
-        check_schedule(schedule, 0.0, max(float(steps[-1]) / N, 1.0 / N))
+        check_schedule(schedule, 0.0, max(float(steps[-1]) / N, 1.0 / N),
+                       jumps_inside=False)
     eta_arr = np.asarray(np.nan if schedule is not None else eta, dtype=float)
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")

@@ -85,10 +85,12 @@ def test_schedule_bad_input():
     with pytest.raises(ValueError, match="eta_max"):
         jd.Constant(1.0, eta_max=-1.0)
     al = jnp.linspace(0, 10, 3)
-    # jumps outside the integrated range
+    # jumps outside an objective's horizon (dead pieces); integrate may run over part of a schedule
+    late = jd.PiecewiseConstant(jnp.array([1.0, 0.5]), jnp.array([20.0]))
     with pytest.raises(ValueError, match="outside the integration range"):
-        jd.integrate(SC1, OP1, eta=jd.PiecewiseConstant(jnp.array([1.0, 0.5]), jnp.array([20.0])),
-                     alphas=al)
+        jd.evaluate_schedule(SC1, OP1, late, objective=jd.FinalError(alpha_F=10.0))
+    with pytest.raises(ValueError, match="outside the integration range"):
+        jd.optimize_schedule(SC1, OP1, objective=jd.FinalError(alpha_F=10.0), schedule=late)
     # a user callable that turns negative / non-finite somewhere in the range
     with pytest.raises(ValueError, match="finite eta > 0"):
         jd.integrate(SC1, OP1, eta=jd.FunctionSchedule(lambda a: 1.0 - a / 5.0), alphas=al)

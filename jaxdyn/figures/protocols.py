@@ -109,14 +109,25 @@ def erf_study(noise=0.0, *, fast=False, progress=False):
 
 
 def relu_thresholds(*, fast=False):
-    """Paper 001's critical learning rates from jaxdyn's own finders (`jaxdyn.fold_eta`,
-    `jaxdyn.divergence_eta`, `jaxdyn.nonmonotonic_eta`, `jaxdyn.stability_threshold`), as floats."""
+    """Paper 001's critical learning rates from jaxdyn's own finders, as floats: the onset of a
+    non-monotonic eps_g (`jaxdyn.nonmonotonic_eta`), the fold of the plateau fixed point (the
+    continuation of `jaxdyn.figures.stability.paper001_thresholds(fast=True)`, branch
+    resolution) and the divergence from op0 (`jaxdyn.divergence_eta`), to 1e-6 in eta."""
+    import jaxdyn as jd
+
     from .stability import paper001_thresholds
 
-    return {k: float(v) for k, v in paper001_thresholds(fast=fast).items()}
+    sc, op0 = relu_setting()
+    out = {"fold": float(paper001_thresholds(fast=True)["fold"])}
+    out["divergence"] = float(jd.divergence_eta(sc, op0, eta_bracket=(1.25, 1.27),
+                                                xtol=1e-4 if fast else 1e-6))
+    if not fast:
+        out["nonmonotonic"] = float(jd.nonmonotonic_eta(sc, op0, eta_bracket=(1.20, 1.23),
+                                                        xtol=1e-6))
+    return out
 
 
-def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_target=1e-5):
+def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_target=1e-3):
     """Time to reach `eps_target` for ReLU K = M = 2, T = diag(1, 2), eta <= 2 (far above the
     critical learning rates), with a `n_pieces`-piece schedule on [0, alpha_max]."""
     import jax.numpy as jnp
@@ -247,7 +258,10 @@ def repro_relu(outdir, *, fast):
     import matplotlib.pyplot as plt
 
     st = relu_study(fast=fast)
+    print(f"protocols-relu: optimised {float(st['res'].value):.4f} vs constant "
+          f"{st['value_const']:.4f} (eta {st['eta_const']:.5f})", flush=True)
     th = relu_thresholds(fast=fast)
+    print(f"protocols-relu: thresholds {th}", flush=True)
     sc, op0 = relu_setting()
     t_opt = float(st["res"].value)
     sgd = sgd_check(sc, op0, st["res"].schedule, st["eta_const"], t_opt,
@@ -257,14 +271,14 @@ def repro_relu(outdir, *, fast):
                                           "fold": th["fold"], "divergence": th["divergence"]},
                   logx=False)
     axs[0].set_xlim(0, 1.2 * st["value_const"])
-    axs[0].set_title(f"ReLU K=M=2, T=diag(1,2): time to $\\epsilon_g=10^{{-5}}$\n"
+    axs[0].set_title(f"ReLU K=M=2, T=diag(1,2): time to $\\epsilon_g=10^{{-3}}$\n"
                      f"{t_opt:.2f} vs {st['value_const']:.2f} (constant)", fontsize=9)
     plot_learning_curves(axs[1], sc, op0, st, 1.2 * st["value_const"], logx=False)
     for name, c in (("schedule", "C0"), ("constant", "k")):
         m, se = sgd[name]
         axs[1].errorbar([t_opt], [m], yerr=[2 * se], fmt="o", color=c, ms=4,
                         label=f"SGD N={1000 if fast else 10_000} ({name}), 2 SE")
-    axs[1].axhline(1e-5, color="gray", lw=0.5)
+    axs[1].axhline(1e-3, color="gray", lw=0.5)
     axs[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(outdir / "protocols-relu.png", dpi=120)
