@@ -137,6 +137,28 @@ from ._ssb import (
     symmetric_saddle as symmetric_saddle,
 )
 
+# learning-rate protocols (issue 13)
+from ._schedules import (
+    AbstractSchedule as AbstractSchedule,
+    Chebyshev as Chebyshev,
+    Constant as Constant,
+    FunctionSchedule as FunctionSchedule,
+    PiecewiseConstant as PiecewiseConstant,
+)
+from ._protocols import (
+    FinalError as FinalError,
+    IntegratedError as IntegratedError,
+    OptimizedSchedule as OptimizedSchedule,
+    PontryaginCheck as PontryaginCheck,
+    ProtocolValue as ProtocolValue,
+    TimeToTarget as TimeToTarget,
+    best_constant_eta as best_constant_eta,
+    evaluate_schedule as evaluate_schedule,
+    optimize_schedule as optimize_schedule,
+    pontryagin as pontryagin,
+    schedule_gradient as schedule_gradient,
+)
+
 
 def enable_x64(enable: bool = True) -> None:
     """Switch JAX to float64 (call once, before creating arrays). jaxdyn never does it at import."""

@@ -10,6 +10,7 @@ from ._checks import check_alphas, check_eta
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_i4
 from ._solution import RESULTS as RESULTS, Trajectory as Trajectory, solve, throw_if_failed
+from ._schedules import check_schedule, declare_jumps, is_schedule
 
 
 ETA_HINT = ("for several learning rates use jaxdyn.sweep(..., eta=etas), or "
@@ -46,7 +47,9 @@ def integrate(
 
     **Main arguments:**
     - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD).
-    - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling.
+    - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling, or a schedule
+      (`jaxdyn.PiecewiseConstant`, `jaxdyn.Chebyshev`, `jaxdyn.FunctionSchedule`, ...) for a
+      time-dependent eta(alpha); its jumps are declared to the step-size controller.
     - `alphas`: increasing array of times (alpha = examples / N) at which to record.
     - `eta2`: keep the `eta^2` term (default True; False gives the small-eta dynamics).
     - `i4`: `"exact"` or `"hermite"` (series of order `order`) for the `eta^2` averages, or
@@ -71,18 +74,27 @@ def integrate(
         >>> traj.eps_g[-1], traj.diverged
     """
     check_order_params(scenario, op0)
-    check_eta(eta, scalar=True, hint=ETA_HINT)
+    if not is_schedule(eta):
+        check_eta(eta, scalar=True, hint=ETA_HINT)
     i4 = as_i4(i4, order)
     check_alphas(alphas, alpha0)
     alphas = jnp.asarray(alphas, dtype=float)
+    if is_schedule(eta):
+        check_schedule(eta, alpha0, alphas[-1], jumps_inside=False)
     solver = diffrax.Tsit5() if solver is None else solver
     if stepsize_controller is None:
         stepsize_controller = diffrax.PIDController(rtol=rtol, atol=atol)
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and dt0 is None:
         raise ValueError("a constant step size needs dt0")
     dtype = jnp.result_type(float)
+    if is_schedule(eta):
+        # jumps of a piecewise-constant eta are declared to the step-size controller, so that no
+        # step straddles one (and gradients with respect to the pieces are right: diffrax #363)
+        stepsize_controller = declare_jumps(stepsize_controller, eta)
+    else:
+        eta = jnp.asarray(eta, dtype)
     op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))
-    ode = OrderParamODE(scenario, eta=jnp.asarray(eta, dtype), eta2=eta2, i4=i4)
+    ode = OrderParamODE(scenario, eta=eta, eta2=eta2, i4=i4)
     traj = _solve(
         ode, op0, alphas, jnp.asarray(alpha0, dtype), solver=solver,
         controller=stepsize_controller, dt0=dt0, max_steps=max_steps, blowup=blowup,

@@ -34,6 +34,7 @@ from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
 from ._checks import check_order
 from ._hermite import hermite_in_region
 from ._model import OrderParams, Scenario, covariance
+from ._schedules import is_schedule
 
 
 def _gather(C, idx):
@@ -213,7 +214,8 @@ class OrderParamODE(diffrax.AbstractTerm):
 
     **Arguments:**
     - `scenario`: the `jaxdyn.Scenario` (K, M, T, activations, v, w, noise, weight decay, B).
-    - `eta`: learning rate (scalar array; may be traced). `None`: pass it per call to `field`.
+    - `eta`: learning rate (scalar array; may be traced), or a schedule eta(alpha)
+      (`jaxdyn.PiecewiseConstant`, `jaxdyn.Chebyshev`, ...). `None`: pass it per call to `field`.
     - `eta2`: include the `eta^2 <delta_i delta_k>` term (False: small-learning-rate dynamics).
     - `i4`: `jaxdyn.ExactI4()` (default) or `jaxdyn.HermiteI4(order)` (paper 001's series);
       the strings `"exact"`/`"hermite"` are accepted (with `order=`).
@@ -234,14 +236,18 @@ class OrderParamODE(diffrax.AbstractTerm):
     def __init__(self, scenario: Scenario, *, eta=None, eta2: bool = True, i4=ExactI4(),
                  order: int = 10):
         self.scenario = scenario
-        self.eta = None if eta is None else jnp.asarray(eta)
+        self.eta = None if eta is None else eta if is_schedule(eta) else jnp.asarray(eta)
         self.eta2 = bool(eta2)
         self.i4 = as_i4(i4, order)
 
     def rate(self, t):
-        """The learning rate at time `t` (alpha)."""
+        """The learning rate at time `t` (alpha): a constant, or a schedule evaluated at `t`."""
         if self.eta is None:
             raise ValueError("this OrderParamODE has no eta: build it with eta=..., or call field(y, eta)")
+        if is_schedule(self.eta):
+            if t is None:
+                raise ValueError("a time-dependent eta (schedule) has no fixed points: pass a constant eta")
+            return self.eta(t)
         return self.eta
 
     def vf(self, t, y, args):

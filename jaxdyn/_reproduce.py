@@ -22,6 +22,7 @@ _MODULES = [
     "jaxdyn.figures.paper001",
     "jaxdyn.figures.paper002",
     "jaxdyn.figures.paper003",
+    "jaxdyn.figures.protocols",
     "jaxdyn.figures.simulations",
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",

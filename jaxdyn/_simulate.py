@@ -63,6 +63,7 @@ import jax.random as jr
 import numpy as np
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
+from ._schedules import check_schedule, is_schedule
 
 
 __all__ = ["SimResult", "SGDState", "simulate", "init_weights", "make_sgd", "matched_theory",
@@ -197,17 +198,19 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
     tau = gs(y) @ w
     if spec.noise_on:
         tau = tau + scenario.noise.astype(dtype) * zeta
-    eta = jnp.asarray(eta, dtype)
+    if is_schedule(eta):  # eta(alpha) at the start of each step, alpha = t / N
+        eta = eta(ts.astype(jnp.result_type(float)) / N)
+    eta = jnp.broadcast_to(jnp.asarray(eta, dtype), (n,))
     lr = eta * sq / spec.batch
     decay = 1.0 - eta * scenario.weight_decay.astype(dtype) / N
     active = None if mask_from is None else (jnp.arange(n) < mask_from)
 
     def body(J, inp):
         if active is None:
-            xb, tb = inp
+            xb, tb, lr, decay = inp
             act = None
         else:
-            xb, tb, act = inp
+            xb, tb, lr, decay, act = inp
         x = (xb @ J.T) * sq  # (B, K)
         sigma = g(x) @ v
         delta = v * g.deriv(x) * (tb - sigma)[:, None]  # (B, K)
@@ -216,7 +219,7 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
             Jn = jnp.where(act, Jn, J)
         return Jn, None
 
-    inp = (xi, tau) if active is None else (xi, tau, active)
+    inp = (xi, tau, lr, decay) if active is None else (xi, tau, lr, decay, active)
     J, _ = jax.lax.scan(body, J, inp)
     return J
 
@@ -242,7 +245,8 @@ def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "
         >>> step.order_params(s).R
     """
     spec = _spec(scenario, N, rng)
-    check_eta(eta)
+    if not is_schedule(eta):
+        check_eta(eta)
     dtype = jnp.dtype(dtype)
 
     def init(seed, op0):
@@ -423,7 +427,8 @@ def simulate(
     - `scenario`: `jaxdyn.Scenario` (K, M, T, activations g and g*, v, w, output `noise`,
       `weight_decay`, `batch_size`); `op0`: prescribed initial `OrderParams` (exact at step 0, see
       the module docstring on finite-size fluctuations).
-    - `eta`: learning rate, a scalar or a 1-D array (vmapped: results gain a leading eta axis).
+    - `eta`: learning rate, a scalar or a 1-D array (vmapped: results gain a leading eta axis), or
+      a schedule (`jaxdyn.PiecewiseConstant`, ...) evaluated at alpha = t / N before each step t.
     - `N`: input dimension. `alpha = steps / N`.
     - `alphas`: recording times (non-decreasing, >= 0), rounded to whole steps; or instead
       `record_every` (steps) together with `alpha_max`.
@@ -458,7 +463,9 @@ def simulate(
         raise ValueError(f"method must be 'weights' or 'overlaps', got {method!r}")
     spec = _spec(scenario, N, rng)
     check_order_params(scenario, op0)
-    check_eta(eta)
+    schedule = eta if is_schedule(eta) else None
+    if schedule is None:
+        check_eta(eta)
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
@@ -483,8 +490,11 @@ def simulate(
         seed_list = np.arange(S)
     else:
         seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    if schedule is not None:
+        check_schedule(schedule, 0.0, max(float(steps[-1]) / N, 1.0 / N),
+                       jumps_inside=False)
     # jnp, not np: eta may be traced (simulate under jax.jit / jax.grad-free transforms)
-    eta_arr = jnp.asarray(eta, dtype=jnp.result_type(float))
+    eta_arr = jnp.asarray(jnp.nan if schedule is not None else eta, dtype=jnp.result_type(float))
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")
     if chunk is None:
@@ -497,14 +507,16 @@ def simulate(
     words = jax.vmap(lambda k: jr.bits(k, (4,), jnp.uint32))(kstream)
 
     fn = _compiled(_static_key(scenario), spec, dtype, int(chunk), int(n_test), eta_arr.ndim == 1)
-    out = fn(scenario, J, Bt, words, kstream, jnp.asarray(eta_arr, dtype), jnp.asarray(nsteps))
+    eta_in = schedule if schedule is not None else jnp.asarray(eta_arr, dtype)
+    out = fn(scenario, J, Bt, words, kstream, eta_in, jnp.asarray(nsteps))
     Q, R = out[0], out[1]
     eps_test = out[2] if n_test else None
     ftype = jnp.result_type(float)
     eg = _eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype)))
     return SimResult(alpha=jnp.asarray(steps / N, ftype), steps=jnp.asarray(steps),
                      Q=Q, R=R, eps_g=eg, eps_test=eps_test, seeds=jnp.asarray(seed_list),
-                     eta=jnp.asarray(eta_arr, ftype), N=spec.N)
+                     eta=schedule if schedule is not None else jnp.asarray(eta_arr, ftype),
+                     N=spec.N)
 
 
 def _static_key(scenario):

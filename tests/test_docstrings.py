@@ -27,6 +27,8 @@ def _examples():
 
 EXAMPLES = _examples()
 SLOW = {"fold_eta"}  # a continuation to the fold with its refinement: ~1 min on 2 cores
+# gradients through diffrax: each example compiles a reverse-mode solve (~10-60 s on 2 cores)
+SLOW |= {"schedule_gradient", "optimize_schedule", "best_constant_eta", "pontryagin"}
 
 
 def test_public_api_has_examples():

@@ -1,0 +1,73 @@
+"""Gradient of a learning-curve objective with respect to a 64-piece learning-rate schedule:
+ReLU K = M = 2, T = diag(1, 2), exact I4, full eta^2 ODE to alpha = 100 (issue 13 target: < 2 s
+after compilation on 2 cores), and a full optimisation (target: < 5 minutes).
+
+Baselines measured in the same run: central finite differences (2 x 64 forward solves, the
+derivative-free alternative; timed as 128 x one forward solve) and forward mode (`jax.jacfwd`
+with `diffrax.ForwardMode`, 64 tangents).
+
+    PYTHONPATH=. python benchmarks/bench_protocols.py [--no-opt]
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("EQX_ON_ERROR", "nan")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxdyn as jd
+
+jd.enable_x64()
+
+
+def best_of(fn, n=3):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def main():
+    from jaxdyn.figures.protocols import relu_setting, relu_study
+
+    sc, op0 = relu_setting()
+    obj = jd.TimeToTarget(eps_target=1e-5, alpha_max=100.0)
+    edges = jnp.linspace(0.0, 100.0, 65)
+    rng = np.random.default_rng(0)
+    s = jd.PiecewiseConstant.on_grid(jnp.asarray(0.9 + 0.2 * rng.random(64)), edges, eta_max=2.0)
+
+    t = time.perf_counter()
+    jax.block_until_ready(jd.schedule_gradient(sc, op0, s, objective=obj))
+    t_compile = time.perf_counter() - t
+    t_rev = best_of(lambda: jd.schedule_gradient(sc, op0, s, objective=obj))
+    r = jd.evaluate_schedule(sc, op0, s, objective=obj)
+    t_fwd_solve = best_of(lambda: jd.evaluate_schedule(sc, op0, s, objective=obj).value)
+    t = time.perf_counter()
+    jax.block_until_ready(jd.schedule_gradient(sc, op0, s, objective=obj, mode="forward"))
+    t_jf_compile = time.perf_counter() - t
+    t_jf = best_of(lambda: jd.schedule_gradient(sc, op0, s, objective=obj, mode="forward"), n=1)
+    print(f"64-piece ReLU K=M=2 exact I4, time to eps_g=1e-5 (alpha = {float(r.value):.3f}, "
+          f"{int(r.num_steps)} solver steps)")
+    print(f"  reverse-mode gradient: {t_rev:.3f} s (compile + first {t_compile:.1f} s)")
+    print(f"  one forward solve: {t_fwd_solve * 1e3:.1f} ms; central FD (128 solves): "
+          f"{128 * t_fwd_solve:.2f} s -> reverse is {128 * t_fwd_solve / t_rev:.1f}x faster")
+    print(f"  forward mode (jacfwd, 64 tangents): {t_jf:.3f} s (compile + first {t_jf_compile:.1f} s)"
+          f" -> reverse is {t_jf / t_rev:.1f}x faster")
+    if "--no-opt" in sys.argv:
+        return
+    t = time.perf_counter()
+    st = relu_study(progress=False)
+    t_opt = time.perf_counter() - t
+    print(f"full optimisation (best constant by 1-D search + 150 Adam steps, 64 pieces, incl. "
+          f"compilation): {t_opt:.1f} s; alpha to eps_g=1e-5: {float(st['res'].value):.3f} vs "
+          f"{st['value_const']:.3f} at the best constant eta {st['eta_const']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Learning-rate protocols optimised through the ODE (issue 13): studies, figures, reproductions.
+
+- `erf_study(noise=...)`: erf K = M = 2 (Saad & Rattray's setting). Without noise the objective is
+  the time to reach a target eps_g; with output noise it is ln eps_g(alpha_F), where the literature
+  (Saad & Rattray, PRL 79, 2578 (1997)) finds large eta on the plateau, then an eta decaying like
+  1/alpha. Both against the best constant eta of a 1-D search; the noisy optimum also against
+  Pontryagin's costate.
+- `relu_study()`: ReLU K = M = 2, T = diag(1, 2) (paper 001) at large learning rates, with the
+  critical learning rates from `jaxdyn.divergence_eta`, `jaxdyn.fold_eta`, `jaxdyn.nonmonotonic_eta`
+  drawn in; optionally validated by SGD at N = 10^4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._reproduce import register
+
+
+def erf_setting(noise=0.0):
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=2, M=2, g="erf", noise=noise)
+    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
+    return sc, op0
+
+
+def relu_setting():
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
+    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
+    return sc, op0
+
+
+def _optimise(sc, op0, obj, edges, *, eta_range, eta_max, steps, lr, progress=False):
+    import jax.numpy as jnp
+    import optax
+
+    import jaxdyn as jd
+
+    eta_c, v_c, ge, gv = jd.best_constant_eta(sc, op0, objective=obj, eta_range=eta_range,
+                                              n_grid=16, xtol=1e-5)
+    s0 = jd.PiecewiseConstant.on_grid(eta_c, jnp.asarray(edges), eta_max=eta_max)
+    res = jd.optimize_schedule(sc, op0, objective=obj, schedule=s0, optimizer=optax.adam(lr),
+                               steps=steps, progress=progress)
+    return dict(eta_const=eta_c, value_const=v_c, grid_eta=ge, grid_value=gv, res=res,
+                edges=np.asarray(edges))
+
+
+def erf_study(noise=0.0, *, fast=False, progress=False):
+    """Optimal piecewise-constant eta(alpha) for erf K = M = 2 (see the module docstring).
+
+    Returns a dict with the best constant eta and its value, the optimised schedule (`res`, an
+    `OptimizedSchedule`), the re-integrated value (`jaxdyn.integrate` from scratch), and for the
+    noisy case the tail exponent of eta ~ alpha^p and the Pontryagin check."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc, op0 = erf_setting(noise)
+    n = 12 if fast else 24
+    steps = 40 if fast else 200
+    if noise == 0:
+        obj = jd.TimeToTarget(eps_target=1e-4, alpha_max=2000.0)
+        eta_c, v_c, ge, gv = jd.best_constant_eta(sc, op0, objective=obj, eta_range=(0.2, 6.0),
+                                                  n_grid=16, xtol=1e-5)
+        edges = np.concatenate([[0.0], np.geomspace(5.0, v_c, n), [2000.0]])
+        s0 = jd.PiecewiseConstant.on_grid(eta_c, jnp.asarray(edges), eta_max=8.0)
+        import optax
+
+        res = jd.optimize_schedule(sc, op0, objective=obj, schedule=s0,
+                                   optimizer=optax.adam(0.05), steps=steps, progress=progress)
+        out = dict(eta_const=eta_c, value_const=v_c, grid_eta=ge, grid_value=gv, res=res,
+                   edges=edges)
+        t_opt = float(res.value)
+        tr = jd.integrate(sc, op0, eta=res.schedule, alphas=jnp.array([t_opt]), rtol=1e-10,
+                          atol=1e-12)
+        out["reintegrated_eps_at_t_opt"] = float(tr.eps_g[-1])
+        out["alpha_saved"] = v_c - t_opt
+        out["objective"] = "time to eps_g = 1e-4"
+    else:
+        aF = 2000.0
+        obj = jd.FinalError(alpha_F=aF)
+        edges = np.concatenate([[0.0], np.geomspace(5.0, aF, n + 1)])
+        out = _optimise(sc, op0, obj, edges, eta_range=(0.02, 4.0), eta_max=8.0, steps=steps,
+                        lr=0.1, progress=progress)
+        res = out["res"]
+        tr = jd.integrate(sc, op0, eta=res.schedule, alphas=jnp.array([aF]), rtol=1e-10,
+                          atol=1e-12)
+        out["reintegrated_value"] = float(np.log(tr.eps_g[-1]))
+        out["objective"] = f"ln eps_g({aF:g})"
+        # tail exponent: eta ~ alpha^p over the last decade of pieces (geometric midpoints)
+        mids = np.sqrt(np.maximum(edges[:-1], 1e-300) * edges[1:])
+        e = np.asarray(res.schedule.eta)
+        tail = mids >= aF / 10
+        out["tail_exponent"] = float(np.polyfit(np.log(mids[tail][:-1]), np.log(e[tail][:-1]), 1)[0])
+        pc = jd.pontryagin(sc, op0, res.schedule, alpha_F=aF,
+                           alphas=jnp.asarray(np.geomspace(1.0, aF, 200)))
+        out["pontryagin"] = pc
+        H = np.asarray(pc.hamiltonian)
+        out["hamiltonian_rel_spread"] = float((H.max() - H.min()) / np.abs(H).mean())
+    out["noise"] = float(noise)
+    return out
+
+
+def relu_thresholds(*, fast=False):
+    """Paper 001's critical learning rates from jaxdyn's own finders, as floats: the onset of a
+    non-monotonic eps_g (`jaxdyn.nonmonotonic_eta`), the fold of the plateau fixed point (the
+    continuation of `jaxdyn.figures.stability.paper001_thresholds(fast=True)`, branch
+    resolution) and the divergence from op0 (`jaxdyn.divergence_eta`), to 1e-6 in eta."""
+    import jaxdyn as jd
+
+    from .stability import paper001_thresholds
+
+    sc, op0 = relu_setting()
+    out = {"fold": float(paper001_thresholds(fast=True)["fold"])}
+    out["divergence"] = float(jd.divergence_eta(sc, op0, eta_bracket=(1.25, 1.27),
+                                                xtol=1e-4 if fast else 1e-6))
+    if not fast:
+        out["nonmonotonic"] = float(jd.nonmonotonic_eta(sc, op0, eta_bracket=(1.20, 1.23),
+                                                        xtol=1e-6))
+    return out
+
+
+def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_target=1e-3):
+    """Time to reach `eps_target` for ReLU K = M = 2, T = diag(1, 2), eta <= 2 (far above the
+    critical learning rates), with a `n_pieces`-piece schedule on [0, alpha_max]."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc, op0 = relu_setting()
+    obj = jd.TimeToTarget(eps_target=eps_target, alpha_max=alpha_max)
+    n = 16 if fast else n_pieces
+    edges = np.linspace(0.0, alpha_max, n + 1)
+    out = _optimise(sc, op0, obj, edges, eta_range=(0.3, 1.8), eta_max=2.0,
+                    steps=30 if fast else 150, lr=0.05, progress=progress)
+    res = out["res"]
+    t_opt = float(res.value)
+    tr = jd.integrate(sc, op0, eta=res.schedule, alphas=jnp.array([t_opt]), rtol=1e-10,
+                      atol=1e-12)
+    out["reintegrated_eps_at_t_opt"] = float(tr.eps_g[-1])
+    out["alpha_saved"] = out["value_const"] - t_opt
+    out["eta_max_used"] = float(np.max(np.asarray(res.schedule.eta)[edges[:-1] < t_opt]))
+    return out
+
+
+def sgd_check(sc, op0, schedule, eta_const, alpha, *, N=10_000, seeds=4):
+    """eps_g at `alpha` of SGD (`jaxdyn.simulate`, N, seeds) under `schedule` and under the constant
+    `eta_const`: (mean, standard error) for both."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    out = {}
+    for name, eta in (("schedule", schedule), ("constant", eta_const)):
+        sim = jd.simulate(sc, op0, eta=eta, N=N, alphas=jnp.array([alpha]), seeds=seeds)
+        e = np.asarray(sim.eps_g[:, -1])
+        out[name] = (float(e.mean()), float(e.std(ddof=1) / np.sqrt(len(e))))
+    return out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_schedule(ax, study, *, label="optimised", thresholds=None, logx=True):
+    """The optimised piecewise-constant eta(alpha) against the best constant eta."""
+    res = study["res"]
+    edges = study["edges"]
+    e = np.asarray(res.schedule.eta)
+    x0 = edges[1] / 3 if logx else edges[0]
+    xs = np.concatenate([[x0], edges[1:]])
+    ax.stairs(e, xs, label=label, lw=2)
+    ax.axhline(study["eta_const"], color="k", ls="--", lw=1,
+               label=f"best constant $\\eta$ = {study['eta_const']:.3f}")
+    if thresholds:
+        for (name, val), c in zip(thresholds.items(), ("C2", "C3", "C4")):
+            if val is not None:
+                ax.axhline(val, color=c, ls=":", lw=1, label=f"{name} {val:.4f}")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(r"$\alpha$ (examples / N)")
+    ax.set_ylabel(r"$\eta(\alpha)$")
+    ax.legend(fontsize=7)
+
+
+def plot_learning_curves(ax, sc, op0, study, alpha_end, *, logx=True):
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    al = jnp.asarray(np.geomspace(0.5, alpha_end, 400) if logx else np.linspace(0, alpha_end, 400))
+    a = jd.integrate(sc, op0, eta=study["res"].schedule, alphas=al, throw=False)
+    b = jd.integrate(sc, op0, eta=study["eta_const"], alphas=al, throw=False)
+    ax.plot(al, a.eps_g, label="optimised schedule")
+    ax.plot(al, b.eps_g, "k--", label="best constant")
+    ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(r"$\alpha$")
+    ax.set_ylabel(r"$\epsilon_g$")
+    ax.legend(fontsize=7)
+
+
+@register("protocols-erf", "optimal learning-rate schedules for erf K=M=2 with/without noise "
+          "against the best constant eta and Pontryagin")
+def repro_erf(outdir, *, fast):
+    import matplotlib.pyplot as plt
+
+    clean = erf_study(0.0, fast=fast)
+    noisy = erf_study(0.3, fast=fast)
+    fig, axs = plt.subplots(2, 2, figsize=(10, 7.5))
+    plot_schedule(axs[0, 0], clean)
+    axs[0, 0].set_title(f"erf K=M=2, no noise: time to $\\epsilon_g=10^{{-4}}$\n"
+                        f"{float(clean['res'].value):.2f} vs {clean['value_const']:.2f} (constant)",
+                        fontsize=9)
+    sc, op0 = erf_setting(0.0)
+    plot_learning_curves(axs[1, 0], sc, op0, clean, 1.5 * clean["value_const"])
+    axs[1, 0].axhline(1e-4, color="gray", lw=0.5)
+    plot_schedule(axs[0, 1], noisy)
+    pc = noisy["pontryagin"]
+    axs[0, 1].plot(pc.alpha, pc.eta_star, "C1", lw=1, label="Pontryagin argmin$_\\eta$ H")
+    a = np.asarray(pc.alpha)
+    c = float(np.exp(np.mean(np.log(np.asarray(pc.eta_star)[a > 200]) + np.log(a[a > 200]))))
+    axs[0, 1].plot(a[a > 50], c / a[a > 50], "C3:", label=r"$\propto 1/\alpha$")
+    axs[0, 1].set_yscale("log")
+    axs[0, 1].legend(fontsize=7)
+    axs[0, 1].set_title(f"erf K=M=2, noise $\\sigma$=0.3: ln $\\epsilon_g$(2000)\n"
+                        f"{float(noisy['res'].value):.3f} vs {noisy['value_const']:.3f} (constant);"
+                        f" tail $\\eta\\propto\\alpha^{{{noisy['tail_exponent']:.2f}}}$", fontsize=9)
+    sc, op0 = erf_setting(0.3)
+    plot_learning_curves(axs[1, 1], sc, op0, noisy, 2000.0)
+    fig.tight_layout()
+    fig.savefig(outdir / "protocols-erf.png", dpi=120)
+    plt.close(fig)
+    return {
+        "clean_eta_const": clean["eta_const"], "clean_alpha_const": clean["value_const"],
+        "clean_alpha_opt": float(clean["res"].value), "clean_alpha_saved": clean["alpha_saved"],
+        "clean_reintegrated_eps": clean["reintegrated_eps_at_t_opt"],
+        "clean_schedule": np.asarray(clean["res"].schedule.eta).tolist(),
+        "noisy_eta_const": noisy["eta_const"], "noisy_value_const": noisy["value_const"],
+        "noisy_value_opt": float(noisy["res"].value),
+        "noisy_reintegrated_value": noisy["reintegrated_value"],
+        "noisy_tail_exponent": noisy["tail_exponent"],
+        "noisy_hamiltonian_rel_spread": noisy["hamiltonian_rel_spread"],
+        "noisy_schedule": np.asarray(noisy["res"].schedule.eta).tolist(),
+    }
+
+
+@register("protocols-relu", "optimal learning-rate schedule for ReLU K=M=2, T=diag(1,2) near the "
+          "critical learning rates, checked by SGD at N=10^4")
+def repro_relu(outdir, *, fast):
+    import matplotlib.pyplot as plt
+
+    st = relu_study(fast=fast)
+    print(f"protocols-relu: optimised {float(st['res'].value):.4f} vs constant "
+          f"{st['value_const']:.4f} (eta {st['eta_const']:.5f})", flush=True)
+    th = relu_thresholds(fast=fast)
+    print(f"protocols-relu: thresholds {th}", flush=True)
+    sc, op0 = relu_setting()
+    t_opt = float(st["res"].value)
+    sgd = sgd_check(sc, op0, st["res"].schedule, st["eta_const"], t_opt,
+                    N=1000 if fast else 10_000, seeds=2 if fast else 4)
+    fig, axs = plt.subplots(1, 2, figsize=(10, 4))
+    plot_schedule(axs[0], st, thresholds={"non-monotonic": th.get("nonmonotonic"),
+                                          "fold": th["fold"], "divergence": th["divergence"]},
+                  logx=False)
+    axs[0].set_xlim(0, 1.2 * st["value_const"])
+    axs[0].set_title(f"ReLU K=M=2, T=diag(1,2): time to $\\epsilon_g=10^{{-3}}$\n"
+                     f"{t_opt:.2f} vs {st['value_const']:.2f} (constant)", fontsize=9)
+    plot_learning_curves(axs[1], sc, op0, st, 1.2 * st["value_const"], logx=False)
+    for name, c in (("schedule", "C0"), ("constant", "k")):
+        m, se = sgd[name]
+        axs[1].errorbar([t_opt], [m], yerr=[2 * se], fmt="o", color=c, ms=4,
+                        label=f"SGD N={1000 if fast else 10_000} ({name}), 2 SE")
+    axs[1].axhline(1e-3, color="gray", lw=0.5)
+    axs[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / "protocols-relu.png", dpi=120)
+    plt.close(fig)
+    return {
+        "eta_const": st["eta_const"], "alpha_const": st["value_const"], "alpha_opt": t_opt,
+        "alpha_saved": st["alpha_saved"], "reintegrated_eps": st["reintegrated_eps_at_t_opt"],
+        "eta_max_used": st["eta_max_used"], "thresholds": th,
+        "sgd_schedule_mean_se": list(sgd["schedule"]), "sgd_constant_mean_se": list(sgd["constant"]),
+        "schedule": np.asarray(st["res"].schedule.eta).tolist(),
+    }
