@@ -33,7 +33,8 @@ class RESULTS:
 class Trajectory(eqx.Module):
     """A solution of the order-parameter ODEs at the requested times.
 
-    Fields: `alpha` (n,), `Q` (n, K, K), `R` (n, K, M), `eps_g` (n,), `status` (int, see
+    Fields: `alpha` (n,), `Q` (n, K, K), `R` (n, K, M), `eps_g` (n,), `v` (n, K) for a learned
+    readout (`Scenario(eta_v=...)`, else None), `status` (int, see
     `jaxdyn.RESULTS`), `alpha_end` (the last time reached: `alphas[-1]`, or where the solve stopped),
     `num_steps`, `alpha_left_series` (with `i4="hermite"`: the first recorded alpha at which an I4
     argument lay outside the series' convergence region; nan otherwise). Entries after a divergence
@@ -49,6 +50,7 @@ class Trajectory(eqx.Module):
     alpha_end: jax.Array
     num_steps: jax.Array
     alpha_left_series: jax.Array
+    v: jax.Array | None = None
 
     @property
     def diverged(self):
@@ -64,7 +66,7 @@ class Trajectory(eqx.Module):
 
     @property
     def order_params(self) -> OrderParams:
-        return OrderParams(Q=self.Q, R=self.R)
+        return OrderParams(Q=self.Q, R=self.R, v=self.v)
 
     def message(self) -> str:
         s = np.asarray(self.status)
@@ -80,6 +82,8 @@ def _blowup_cond(scale):
     def cond(t, y, args, **kwargs):
         q = jnp.diagonal(y.Q, axis1=-2, axis2=-1)
         bad = ~jnp.all(jnp.isfinite(y.Q)) | ~jnp.all(jnp.isfinite(y.R))
+        if y.v is not None:
+            bad = bad | ~jnp.all(jnp.isfinite(y.v))
         return bad | (jnp.max(jnp.abs(q)) > scale)
 
     return cond
@@ -122,9 +126,12 @@ def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controlle
         ),
     )
     reached = jnp.all(jnp.isfinite(ys.Q), axis=(-1, -2)) & jnp.all(jnp.isfinite(ys.R), axis=(-1, -2))
+    if ys.v is not None:  # learned readout
+        reached = reached & jnp.all(jnp.isfinite(ys.v), axis=-1)
     safe = OrderParams(
         Q=jnp.where(reached[:, None, None], ys.Q, jnp.eye(scenario.K)),
         R=jnp.where(reached[:, None, None], ys.R, 0.0),
+        v=None if ys.v is None else jnp.where(reached[:, None], ys.v, 0.0),
     )
     eg = jnp.where(reached, _eps_g(scenario, safe), jnp.inf)
     if i4 == "hermite" and eta2:
@@ -142,6 +149,7 @@ def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controlle
         alpha_end=sol.ts[1][-1],
         num_steps=sol.stats["num_steps"],
         alpha_left_series=left,
+        v=ys.v,
     )
 
 
@@ -150,13 +158,13 @@ def _series_region(scenario, ops):
     series' convergence region? (Coinciding units are reduced exactly, never by the series.)"""
     from ._hermite import hermite_in_region
     from ._model import covariance
-    from ._ode import _gather, _i4_index
+    from ._ode import gather, i4_index
 
-    _, idx4, _, _ = _i4_index(scenario.K, scenario.M)
+    _, idx4, _, _ = i4_index(scenario.K, scenario.M)
     distinct = np.array([len(set(q)) == 4 for q in idx4.tolist()])
     if not distinct.any():
         return jnp.ones(ops.Q.shape[:-2], bool)
-    cov4 = _gather(covariance(scenario, ops), idx4[distinct])
+    cov4 = gather(covariance(scenario, ops), idx4[distinct])
     return jnp.all(hermite_in_region(cov4), axis=-1)
 
 
@@ -183,7 +191,9 @@ def integrate(
     """Integrate the order-parameter ODEs from `op0` and return the `Trajectory` at `alphas`.
 
     **Main arguments:**
-    - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD).
+    - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD). If
+      the scenario learns its readout (`eta_v=...`), `op0.v` is the initial readout `v0`
+      (default `scenario.v`) and the trajectory records `v`.
     - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling.
     - `alphas`: increasing array of times (alpha = examples / N) at which to record.
     - `eta2`: keep the `eta^2` term (default True; False gives the small-eta dynamics).
@@ -225,7 +235,10 @@ def integrate(
         raise ValueError("a constant step size needs dt0")
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     dtype = jnp.result_type(float)
-    op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))
+    v0 = None
+    if scenario.learn_v:  # second-layer learning: v is part of the state, v0 defaults to scenario.v
+        v0 = jnp.asarray(scenario.v if op0.v is None else op0.v, dtype)
+    op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype), v=v0)
     traj = _solve(
         scenario, op0, jnp.asarray(eta, dtype), alphas, jnp.asarray(alpha0, dtype),
         eta2=eta2, i4=i4, order=order, solver=solver, controller=stepsize_controller, dt0=dt0,
