@@ -63,3 +63,64 @@ def test_euler_matches_cpp_both_layers(fname, sigma, wd):
     assert err.max() <= 0.5 + 1e-6, (err.max(), np.unravel_index(err.argmax(), err.shape))
     # the comparison has teeth: v moves by thousands of printed units over the run
     assert _sixth_digit_error(ref[-1, -2:], ref[0, -2:]).min() > 1000
+
+
+# ----------------------------------------------------------------------------- ODE vs simulation
+def _ic(K):
+    """Generic initial overlaps (well away from any symmetric plateau) and readout."""
+    if K == 2:
+        return np.array([[1, .1], [.1, .8]]), np.array([[.3, .05], [.02, .2]]), np.array([.7, 1.2])
+    Q0 = np.array([[1, .1, 0], [.1, .8, .05], [0, .05, .6]])
+    R0 = np.array([[.3, .05], [.02, .2], [.1, .1]])
+    return Q0, R0, np.array([.7, 1.2, .5])
+
+
+def _ode_vs_sim(sc, op0, *, eta, N, seeds, alphas):
+    """Max over (alpha, quantity) of |sim mean - ODE| / SE, and the Bonferroni threshold: the
+    two-sided Student-t quantile (S - 1 degrees of freedom) at total level 1e-3 over all compared
+    numbers (eps_g, Q, R, v at every alpha > 0)."""
+    from scipy import stats
+
+    tr = jd.integrate(sc, op0, eta=eta, alphas=alphas)
+    sim = jd.simulate(sc, op0, eta=eta, N=N, alphas=alphas, seeds=seeds, dtype=jnp.float64)
+    pairs = [(sim.eps_g, tr.eps_g), (sim.Q, tr.Q), (sim.R, tr.R), (sim.v, tr.v)]
+    zs = []
+    for s, o in pairs:
+        s = np.asarray(s)[:, 1:]  # alpha = 0 is exact by construction
+        se = s.std(0, ddof=1) / np.sqrt(seeds)
+        zs.append((np.abs(s.mean(0) - np.asarray(o)[1:]) / se).ravel())
+    z = np.concatenate(zs)
+    thr = stats.t.ppf(1 - 1e-3 / (2 * z.size), seeds - 1)
+    return z, thr, tr, sim
+
+
+def test_ode_vs_sim_learned_readout_fast():
+    """Small version (N = 500, 8 seeds; ReLU and N = 10^4 in the slow test): erf K = M = 2, both
+    layers learning, in the mean-field convention (sigma = (1/K) sum v_i g(x_i)), with output noise
+    and weight decay on both layers. The simulation mean agrees with the ODE within its standard
+    error (Bonferroni-corrected t threshold), and the readout moved by many standard errors (the
+    comparison tests the dv equation)."""
+    al = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    Q0, R0, v0 = _ic(2)
+    sc = jd.Scenario(K=2, M=2, g=jd.Erf(), eta_v=0.3 * 4, noise=0.1, weight_decay=0.01,
+                     weight_decay_v=0.05, mean_field=True)
+    v = 2 * v0  # effective readout v / K = v0
+    z, thr, tr, sim = _ode_vs_sim(sc, jd.OrderParams(Q=Q0, R=R0, v=v), eta=0.5, N=500, seeds=8,
+                                  alphas=al)
+    assert z.max() < thr, (z.max(), thr)
+    se_v = np.asarray(sim.v[:, -1]).std(0, ddof=1) / np.sqrt(8)
+    assert np.all(np.abs(np.asarray(tr.v[-1]) - v) > 10 * se_v)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("g, K", [(jd.Erf(), 2), (jd.ReLU(), 3)])
+def test_ode_vs_sim_learned_readout_N1e4(g, K):
+    """N = 10^4, 8 seeds: erf K = M = 2 (noise 0.1, weight decay) and ReLU K = 3, M = 2, both
+    layers learning; every recorded eps_g, Q, R, v within the (Bonferroni) standard-error bound."""
+    al = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    Q0, R0, v0 = _ic(K)
+    sc = jd.Scenario(K=K, M=2, g=g, eta_v=0.3, noise=0.1, weight_decay=0.01)
+    z, thr, tr, sim = _ode_vs_sim(sc, jd.OrderParams(Q=Q0, R=R0, v=v0), eta=0.5, N=10_000,
+                                  seeds=8, alphas=al)
+    print(type(g).__name__, "max z", z.max(), "threshold", thr)
+    assert z.max() < thr
