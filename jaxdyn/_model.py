@@ -175,7 +175,8 @@ def _check_readout_averages(g, gs) -> None:
     cov = np.array([[1.0, 0.3], [0.3, 0.8]])
     for acts in ((g, g), (g, gs)):
         try:
-            val = np.asarray(I2(cov, acts))
+            with jax.ensure_compile_time_eval():  # concrete even when Scenario is built under jit
+                val = np.asarray(I2(cov, acts))
         except (NotImplementedError, TypeError, ValueError) as e:
             raise ValueError(
                 f"learning the readout (eta_v=...) needs the average I2 = E[g(x) g(x')] for "

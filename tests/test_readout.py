@@ -124,3 +124,156 @@ def test_ode_vs_sim_learned_readout_N1e4(g, K):
                                   seeds=8, alphas=al)
     print(type(g).__name__, "max z", z.max(), "threshold", thr)
     assert z.max() < thr
+
+
+# ----------------------------------------------------------------------------- the dv equation
+def _np_act(g):
+    from scipy.special import erf as sp_erf
+
+    if isinstance(g, jd.ReLU):
+        return lambda x: np.maximum(x, 0)
+    if isinstance(g, jd.Erf):
+        return lambda x: sp_erf(x / np.sqrt(2))
+    if isinstance(g, jd.Tanh):
+        return np.tanh
+    raise TypeError(g)
+
+
+@pytest.mark.parametrize("g, mean_field", [(jd.ReLU(), False), (jd.Erf(), True), (jd.Tanh(), False)])
+def test_dv_against_monte_carlo(g, mean_field, rng):
+    """dv_i/dalpha = eta_v s <g(x_i) (tau - sigma)> - eta_v lambda_v v_i against a Monte Carlo
+    average over sampled pre-activations (closed-form I2 for ReLU and erf, quadrature for tanh)."""
+    K, M = 3, 2
+    A = rng.normal(size=(K + M, K + M + 2))
+    C = A @ A.T / (K + M + 2)
+    v = np.array([0.8, -0.3, 1.1])
+    w = np.array([1.0, 0.6])
+    sc = jd.Scenario(K=K, M=M, T=C[K:, K:], g=g, w=w, eta_v=0.7, weight_decay_v=0.2,
+                     mean_field=mean_field)
+    op = jd.OrderParams(Q=C[:K, :K], R=C[:K, K:], v=v)
+    dv = np.asarray(jd.vector_field(sc, op, 0.4, eta2=False).v)  # dv has no eta^2 term
+    s = 1 / K if mean_field else 1.0
+    f = _np_act(g)
+    z = rng.normal(size=(400_000, K + M)) @ np.linalg.cholesky(C).T
+    x, y = z[:, :K], z[:, K:]
+    samp = 0.7 * s * f(x) * (f(y) @ w - s * f(x) @ v)[:, None]
+    mc = samp.mean(0) - 0.7 * 0.2 * v
+    se = samp.std(0) / np.sqrt(len(z))
+    assert np.all(np.abs(dv - mc) < 5 * se), (dv, mc, se)
+
+
+def test_fixed_readout_limit_and_first_layer_terms():
+    """A learned readout with eta_v = 0 leaves v constant and gives the fixed-v field for Q, R
+    exactly (the first layer sees the current readout, with the eta^2 and noise terms)."""
+    K, M = 2, 3
+    Q = np.array([[0.9, 0.2], [0.2, 0.7]])
+    R = np.array([[0.3, 0.1, -0.2], [0.05, 0.4, 0.1]])
+    v = np.array([0.6, -1.3])
+    common = dict(K=K, M=M, g=jd.Erf(), noise=0.2, weight_decay=0.01, batch_size=2)
+    d_fix = jd.vector_field(jd.Scenario(v=v, **common), jd.OrderParams(Q=Q, R=R), 0.8)
+    d_learn = jd.vector_field(jd.Scenario(eta_v=0.0, **common), jd.OrderParams(Q=Q, R=R, v=v), 0.8)
+    np.testing.assert_allclose(d_learn.Q, d_fix.Q, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(d_learn.R, d_fix.R, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(d_learn.v, 0.0)
+    eg_fix = jd.eps_g(jd.Scenario(v=v, **common), jd.OrderParams(Q=Q, R=R))
+    eg_learn = jd.eps_g(jd.Scenario(eta_v=0.0, **common), jd.OrderParams(Q=Q, R=R, v=v))
+    np.testing.assert_allclose(eg_learn, eg_fix, rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- fixed points
+def test_fixed_point_extended_state_erf():
+    """erf K = M = 2 with output noise: the fixed point near perfect learning in the extended state
+    (Q, R, v). Its v-v Jacobian block is -eta_v G_QQ (the I2 matrix, closed form), and a small
+    perturbation along an eigenvector decays in the integrated ODE at the eigenvalue's rate."""
+    sc = jd.Scenario(K=2, M=2, g=jd.Erf(), eta_v=0.3, noise=0.3)
+    pl = jd.OrderParams(Q=jnp.eye(2), R=jnp.eye(2), v=jnp.ones(2))
+    fp = jd.fixed_point(sc, pl, eta=jnp.array(0.5))
+    assert bool(fp.converged) and fp.kind == "stable" and int(fp.n_marginal) == 0
+    assert fp.labels[-2:] == ("v1", "v2") and fp.x.shape == (9,)
+    Q = np.asarray(fp.op.Q)
+    i2 = lambda a, b, c: (2 / np.pi) * np.arcsin(c / np.sqrt((1 + a) * (1 + b)))
+    G = np.array([[i2(Q[i, i], Q[k, k], Q[i, k]) for k in range(2)] for i in range(2)])
+    np.testing.assert_allclose(np.asarray(fp.jacobian)[7:, 7:], -0.3 * G, rtol=1e-12, atol=1e-14)
+    # linear decay along the eigenvector with the most negative (real, simple) eigenvalue
+    lam = np.asarray(fp.eigenvalues)
+    j = int(np.argmin(lam.real))
+    assert abs(lam[j].imag) < 1e-12 and np.min(np.abs(np.delete(lam, j) - lam[j])) > 1e-3
+    e = np.real(np.asarray(fp.eigenvectors)[:, j])
+    x0 = np.asarray(fp.x) + 1e-5 * e
+    op0 = jd.unflatten_op(jnp.asarray(x0), 2, 2)
+    alpha = 4.0
+    tr = jd.integrate(sc, op0, eta=0.5, alphas=jnp.array([0.0, alpha]), rtol=1e-12, atol=1e-14)
+    d = np.asarray(jd.flatten_op(jd.OrderParams(Q=tr.Q[-1], R=tr.R[-1], v=tr.v[-1]))) - np.asarray(fp.x)
+    rate = np.log(np.linalg.norm(d) / np.linalg.norm(x0 - np.asarray(fp.x))) / alpha
+    assert abs(rate - lam[j].real) < 1e-3 * abs(lam[j].real), (rate, lam[j])
+
+
+def test_relu_perfect_learning_is_a_continuous_family():
+    """ReLU K = M = 2 with a learned readout: perfect learning is a family (each unit can trade its
+    norm for its readout, (R_i, Q_ii, Q_ik, v_i) -> (c R_i, c^2 Q_ii, c Q_ik, v_i / c)). The
+    analytic tangents of the family are null vectors of the Jacobian, there are exactly K zero
+    eigenvalues (`n_marginal`), the rest are negative, and continuation refuses to start there."""
+    sc = jd.Scenario(K=2, M=2, g=jd.ReLU(), eta_v=0.3)
+    # a point of the family: unit 1 scaled by c = 1.3
+    c = 1.3
+    Q = np.diag([c**2, 1.0])
+    R = np.diag([c, 1.0])
+    v = np.array([1 / c, 1.0])
+    fp = jd.fixed_point(sc, jd.OrderParams(Q=Q, R=R, v=v), eta=0.5)
+    assert bool(fp.converged) and int(fp.n_marginal) == 2 and fp.kind == "marginal"
+    lam = np.asarray(fp.eigenvalues).real
+    assert np.all(lam[2:] < -1e-3)
+    J = np.asarray(fp.jacobian)
+    labels = fp.labels
+    for i in range(2):
+        t = np.zeros(len(labels))
+        for n in range(2):
+            t[labels.index(f"R{i + 1}{n + 1}")] = R[i, n]
+        for k in range(2):
+            a, b = sorted((i, k))
+            t[labels.index(f"Q{a + 1}{b + 1}")] += (2 if i == k else 1) * Q[i, k]
+        t[labels.index(f"v{i + 1}")] = -v[i]
+        assert np.linalg.norm(J @ t) < 1e-10 * np.linalg.norm(J) * np.linalg.norm(t)
+    with pytest.raises(ValueError, match="continuous family"):
+        jd.continuation(sc, fp.op, eta_start=0.5, eta_stop=1.0, residual_tol=1e-10)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_clear_errors():
+    with pytest.raises(ValueError, match="eta_v must be >= 0"):
+        jd.Scenario(K=2, M=2, eta_v=-0.1)
+    with pytest.raises(ValueError, match="weight_decay_v needs a learned readout"):
+        jd.Scenario(K=2, M=2, weight_decay_v=0.1)
+    with pytest.raises(ValueError, match="mean_field=True needs a learned readout"):
+        jd.Scenario(K=2, M=2, mean_field=True)
+
+    class NoAverages(jd.AbstractActivation):  # no __call__: no I2 for the dv equation
+        pass
+
+    with pytest.raises(ValueError, match="learning the readout"):
+        jd.Scenario(K=2, M=2, g=NoAverages(), eta_v=0.3)
+    sc = jd.Scenario(K=2, M=2, g=jd.Erf(), eta_v=0.3)
+    bad = jd.OrderParams(Q=jnp.eye(2), R=0.1 * jnp.eye(2), v=jnp.ones(3))
+    with pytest.raises(ValueError, match=r"v \(v0\) must have shape \(2,\)"):
+        jd.integrate(sc, bad, eta=0.5, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match=r"v \(v0\) must have shape"):
+        jd.simulate(sc, bad, eta=0.5, N=100, alphas=[0.0, 1.0])
+    with pytest.raises(ValueError, match=r"v0 \(op0.v\) must have shape"):
+        jd.init_weights(jax.random.key(0), sc, bad, N=100)
+    with pytest.raises(ValueError, match="scenario keeps v fixed"):
+        jd.integrate(jd.Scenario(K=2, M=2), jd.OrderParams(Q=jnp.eye(2), R=0.1 * jnp.eye(2),
+                                                            v=jnp.ones(2)), eta=0.5, alphas=[1.0])
+    with pytest.raises(ValueError, match="must carry it"):
+        jd.vector_field(sc, jd.OrderParams(Q=jnp.eye(2), R=0.1 * jnp.eye(2)), 0.5)
+
+
+def test_readout_under_jit_and_grad():
+    """The learned-readout field works under jit and is differentiable in eta_v (traced)."""
+    op = jd.OrderParams(Q=jnp.eye(2) * 0.8, R=0.2 * jnp.eye(2), v=jnp.array([0.5, 0.9]))
+
+    def dv1(eta_v):
+        sc = jd.Scenario(K=2, M=2, g=jd.Erf(), eta_v=eta_v)
+        return jd.vector_field(sc, op, 0.5).v[0]
+
+    d = jax.jit(jax.grad(dv1))(0.3)
+    np.testing.assert_allclose(d, dv1(0.3) / 0.3, rtol=1e-12)  # dv is linear in eta_v
