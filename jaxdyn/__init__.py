@@ -32,6 +32,8 @@ from ._hermite import (
 from ._integrate import RESULTS as RESULTS, Trajectory as Trajectory, integrate as integrate
 from ._model import OrderParams as OrderParams, Scenario as Scenario, covariance as covariance
 from ._ode import eps_g as eps_g, vector_field as vector_field
+# second-layer learning (issue 15): Scenario(eta_v=...), OrderParams(v=...)
+from ._readout import readout_field as readout_field
 from ._fixed_points import (
     Branch as Branch,
     FixedPoint as FixedPoint,

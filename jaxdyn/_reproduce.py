@@ -20,6 +20,7 @@ from dataclasses import dataclass
 _MODULES = [
     "jaxdyn.figures.paper000",
     "jaxdyn.figures.paper001",
+    "jaxdyn.figures.readout",
     "jaxdyn.figures.simulations",
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",

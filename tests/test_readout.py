@@ -208,28 +208,50 @@ def test_fixed_point_extended_state_erf():
     assert abs(rate - lam[j].real) < 1e-3 * abs(lam[j].real), (rate, lam[j])
 
 
-def test_relu_perfect_learning_is_a_continuous_family():
-    """ReLU K = M = 2 with a learned readout: perfect learning is a family (each unit can trade its
+def test_continuation_in_the_extended_state():
+    """Pseudo-arclength continuation in eta of the erf (noise 0.3) fixed point in (Q, R, v): the
+    branch points are fixed points, and the last one agrees with an independent Newton solve started
+    away from it at the same eta; v moves along the branch."""
+    sc = jd.Scenario(K=2, M=2, g=jd.Erf(), eta_v=0.3, noise=0.3)
+    pl = jd.OrderParams(Q=jnp.eye(2), R=jnp.eye(2), v=jnp.ones(2))
+    br = jd.continuation(sc, pl, eta_start=0.5, eta_stop=1.0, ds=0.1, ds_max=0.2, max_points=20,
+                         residual_tol=1e-10)
+    assert br.labels[-2:] == ("v1", "v2") and br.x.shape[1] == 9
+    assert br.eta[-1] >= 1.0 and np.all(br.residual < 1e-10)
+    guess = jd.unflatten_op(jnp.asarray(br.x[-1]) * 0.98, 2, 2)
+    fp = jd.fixed_point(sc, guess, eta=br.eta[-1])
+    assert bool(fp.converged)
+    np.testing.assert_allclose(np.asarray(fp.x), br.x[-1], atol=1e-8)
+    assert abs(br.x[-1][-1] - br.x[0][-1]) > 1e-3  # the readout is part of the branch
+    assert br.op(len(br.eta) - 1).v.shape == (2,)
+
+
+@pytest.mark.parametrize("K", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_relu_perfect_learning_is_a_continuous_family(K):
+    """ReLU K = M with a learned readout: perfect learning is a family (each unit can trade its
     norm for its readout, (R_i, Q_ii, Q_ik, v_i) -> (c R_i, c^2 Q_ii, c Q_ik, v_i / c)). The
     analytic tangents of the family are null vectors of the Jacobian, there are exactly K zero
-    eigenvalues (`n_marginal`), the rest are negative, and continuation refuses to start there."""
-    sc = jd.Scenario(K=2, M=2, g=jd.ReLU(), eta_v=0.3)
+    eigenvalues (`n_marginal`), the rest are negative, and continuation refuses to start there.
+    (K = 1 by default, K = 2 in the slow run.)"""
+    sc = jd.Scenario(K=K, M=K, g=jd.ReLU(), eta_v=0.3)
     # a point of the family: unit 1 scaled by c = 1.3
     c = 1.3
-    Q = np.diag([c**2, 1.0])
-    R = np.diag([c, 1.0])
-    v = np.array([1 / c, 1.0])
+    scale = np.ones(K)
+    scale[0] = c
+    Q = np.diag(scale**2)
+    R = np.diag(scale)
+    v = 1 / scale
     fp = jd.fixed_point(sc, jd.OrderParams(Q=Q, R=R, v=v), eta=0.5)
-    assert bool(fp.converged) and int(fp.n_marginal) == 2 and fp.kind == "marginal"
+    assert bool(fp.converged) and int(fp.n_marginal) == K and fp.kind == "marginal"
     lam = np.asarray(fp.eigenvalues).real
-    assert np.all(lam[2:] < -1e-3)
+    assert np.all(lam[K:] < -1e-3)
     J = np.asarray(fp.jacobian)
     labels = fp.labels
-    for i in range(2):
+    for i in range(K):
         t = np.zeros(len(labels))
-        for n in range(2):
+        for n in range(K):
             t[labels.index(f"R{i + 1}{n + 1}")] = R[i, n]
-        for k in range(2):
+        for k in range(K):
             a, b = sorted((i, k))
             t[labels.index(f"Q{a + 1}{b + 1}")] += (2 if i == k else 1) * Q[i, k]
         t[labels.index(f"v{i + 1}")] = -v[i]
