@@ -6,6 +6,11 @@ in the learning rate.
 `Q` row-major. For K = M = 2 that is `(R11, R12, R21, R22, Q11, Q12, Q22)` as in paper 000.
 `flatten_op` / `unflatten_op` convert, `flat_labels(K, M)` names the coordinates. A perturbation of
 the flat `Q12` moves both `Q12` and `Q21` (Q stays symmetric).
+With a learned readout (`Scenario(eta_v=...)`) the state has K more coordinates, `v_1 .. v_K`,
+appended last (`flat_labels(K, M, learn_v=True)`); named symmetry subspaces then also set all
+`v_i` equal. Learning the readout brings continuous families of fixed points (perfect learning
+realised by rescaled ReLU units, silenced units): their directions are zero eigenvalues, counted
+in `n_marginal` (see `jaxdyn.readout_field`).
 
 **Time scale.** The Jacobian is that of `d/dalpha` (alpha = steps / N). The small-learning-rate
 field (`eta2=False`) is proportional to `eta`, so its eigenvalues are too: divide by `eta` for the
@@ -42,27 +47,43 @@ def n_flat(K: int, M: int) -> int:
     return K * M + K * (K + 1) // 2
 
 
-def flat_labels(K: int, M: int) -> tuple[str, ...]:
-    """Names of the flat coordinates, e.g. `("R11", "R12", "R21", "R22", "Q11", "Q12", "Q22")`."""
+def n_state(scenario: Scenario) -> int:
+    """Number of flat coordinates of a scenario's state (`n_flat`, plus K for a learned readout)."""
+    return n_flat(scenario.K, scenario.M) + (scenario.K if scenario.learn_v else 0)
+
+
+def flat_labels(K: int, M: int, *, learn_v: bool = False) -> tuple[str, ...]:
+    """Names of the flat coordinates, e.g. `("R11", "R12", "R21", "R22", "Q11", "Q12", "Q22")`,
+    followed by `"v1", ..., "vK"` for a learned readout."""
     r = [f"R{i + 1}{n + 1}" for i in range(K) for n in range(M)]
     q = [f"Q{i + 1}{k + 1}" for i in range(K) for k in range(i, K)]
-    return tuple(r + q)
+    v = [f"v{i + 1}" for i in range(K)] if learn_v else []
+    return tuple(r + q + v)
 
 
 def flatten_op(op: OrderParams) -> jax.Array:
-    """`OrderParams` -> flat vector (R row-major, then the upper triangle of Q row-major).
-    Leading batch axes are kept."""
+    """`OrderParams` -> flat vector (R row-major, then the upper triangle of Q row-major, then
+    `v` if the state carries a readout). Leading batch axes are kept."""
     K = op.Q.shape[-1]
     iu, ju = np.triu_indices(K)
     R = jnp.asarray(op.R)
-    return jnp.concatenate([R.reshape(R.shape[:-2] + (-1,)), jnp.asarray(op.Q)[..., iu, ju]], -1)
+    parts = [R.reshape(R.shape[:-2] + (-1,)), jnp.asarray(op.Q)[..., iu, ju]]
+    if op.v is not None:
+        parts.append(jnp.asarray(op.v, parts[1].dtype))
+    return jnp.concatenate(parts, -1)
 
 
 def unflatten_op(x, K: int, M: int) -> OrderParams:
-    """Flat vector (..., n) -> `OrderParams` (the inverse of `flatten_op`)."""
+    """Flat vector (..., n) -> `OrderParams` (the inverse of `flatten_op`; a vector with K more
+    coordinates than `n_flat(K, M)` carries the readout `v`)."""
     x = jnp.asarray(x)
-    if x.shape[-1] != n_flat(K, M):
-        raise ValueError(f"expected {n_flat(K, M)} flat coordinates for K={K}, M={M}, got {x.shape[-1]}")
+    n = n_flat(K, M)
+    if x.shape[-1] == n + K:
+        op = unflatten_op(x[..., :n], K, M)
+        return OrderParams(Q=op.Q, R=op.R, v=x[..., n:])
+    if x.shape[-1] != n:
+        raise ValueError(f"expected {n} flat coordinates for K={K}, M={M} ({n + K} with a learned "
+                         f"readout), got {x.shape[-1]}")
     batch = x.shape[:-1]
     R = x[..., : K * M].reshape(batch + (K, M))
     q = x[..., K * M :]
@@ -219,6 +240,8 @@ def _classify(lam):
 
 
 def _analyse(scenario, x, eta, *, eta2, i4, order, basis, labels, residual_tol, num_steps, ok):
+    # `labels` is recomputed from the scenario (the readout adds v1..vK)
+    labels = flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v)
     f = lambda y: flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)
     fx = f(x)
     J = jax.jacfwd(f)(x)
@@ -277,12 +300,14 @@ def _fixed_point_jit(scenario, x0, eta, basis, *, eta2, i4, order, rtol, atol, m
 def _as_flat(scenario, guess):
     if isinstance(guess, OrderParams):
         check_order_params(scenario, guess)
+        if scenario.learn_v and guess.v is None:  # learned readout: v defaults to scenario.v
+            guess = OrderParams(Q=guess.Q, R=guess.R, v=scenario.v)
         x = flatten_op(guess)
     else:
         x = jnp.asarray(guess, dtype=float)
-        if x.shape[-1] != n_flat(scenario.K, scenario.M):
+        if x.shape[-1] != n_state(scenario):
             raise ValueError(
-                f"guess must be OrderParams or a flat vector of length {n_flat(scenario.K, scenario.M)}"
+                f"guess must be OrderParams or a flat vector of length {n_state(scenario)}"
             )
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
@@ -334,7 +359,7 @@ def fixed_point(
         raise ValueError(f"i4 must be 'exact' or 'hermite', got {i4!r}")
     check_eta(eta)
     x0 = _as_flat(scenario, guess)
-    basis = _basis(scenario.K, scenario.M, symmetry)
+    basis = _basis(scenario.K, scenario.M, symmetry, learn_v=scenario.learn_v)
     dtype = jnp.result_type(float)
     return _fixed_point_jit(
         scenario, x0, jnp.asarray(eta, dtype), basis, eta2=eta2, i4=i4, order=order, rtol=rtol,
@@ -342,17 +367,19 @@ def fixed_point(
     )
 
 
-def _basis(K, M, symmetry):
+def _basis(K, M, symmetry, *, learn_v=False):
     if symmetry is None:
         return None
-    if isinstance(symmetry, str):
-        P = symmetry_basis(K, M, *symmetry_patterns(K, M, symmetry))
-    elif isinstance(symmetry, tuple) and len(symmetry) == 2:
-        P = symmetry_basis(K, M, *symmetry)
+    n = n_flat(K, M) + (K if learn_v else 0)
+    if isinstance(symmetry, str) or (isinstance(symmetry, tuple) and len(symmetry) == 2):
+        pats = symmetry_patterns(K, M, symmetry) if isinstance(symmetry, str) else symmetry
+        P = symmetry_basis(K, M, *pats)
+        if learn_v:  # exchangeable students: one common readout v_i = v
+            P = np.block([[P, np.zeros((P.shape[0], 1))], [np.zeros((K, P.shape[1])), np.ones((K, 1))]])
     else:
         P = np.asarray(symmetry, dtype=float)
-        if P.ndim != 2 or P.shape[0] != n_flat(K, M):
-            raise ValueError(f"a symmetry basis must have shape ({n_flat(K, M)}, d)")
+        if P.ndim != 2 or P.shape[0] != n:
+            raise ValueError(f"a symmetry basis must have shape ({n}, d)")
     return jnp.asarray(P, dtype=jnp.result_type(float))
 
 
@@ -405,9 +432,8 @@ class Branch(eqx.Module):
 
     def op(self, i) -> OrderParams:
         """The fixed point at branch index `i` as `OrderParams`."""
-        n = self.x.shape[-1]
         K = sum(1 for s in self.labels if s.startswith("Q") and s[1] == s[2])
-        M = (n - K * (K + 1) // 2) // K
+        M = sum(1 for s in self.labels if s.startswith("R")) // K
         return unflatten_op(jnp.asarray(self.x[i]), K, M)
 
 
@@ -493,6 +519,14 @@ def continuation(
             f"continuation: no fixed point near the guess at eta = {float(eta_start)} "
             f"(residual {float(fp0.residual):.2e})"
         )
+    if scenario.learn_v and int(fp0.n_marginal) > 0:
+        raise ValueError(
+            f"continuation: the fixed point has {int(fp0.n_marginal)} zero eigenvalue(s): with a "
+            "learned readout it lies on a continuous family of fixed points (e.g. rescaled ReLU "
+            "units or a silenced unit), which has no unique tangent. Continue the slice with the "
+            "readout fixed at its fixed-point value instead: jaxdyn.Scenario(..., v=fp.op.v) "
+            "without eta_v"
+        )
     dtype = jnp.result_type(float)
     kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-8, atol=1e-11, max_steps=16)
     direction = 1.0 if eta_stop >= eta_start else -1.0
@@ -545,5 +579,5 @@ def continuation(
     return Branch(
         eta=np.array(etas), x=np.array(xs), eigenvalues=np.array(lams), n_unstable=np.array(nus),
         residual=np.array(ress), tangent=np.array(tans), folds=folds, stability_changes=changes,
-        stopped=stopped, labels=flat_labels(scenario.K, scenario.M),
+        stopped=stopped, labels=flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v),
     )

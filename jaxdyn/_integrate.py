@@ -46,7 +46,9 @@ def integrate(
     """Integrate the order-parameter ODEs from `op0` and return the `Trajectory` at `alphas`.
 
     **Main arguments:**
-    - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD).
+    - `scenario`: a `jaxdyn.Scenario`; `op0`: initial `jaxdyn.OrderParams` (C must be PSD). If
+      the scenario learns its readout (`eta_v=...`), `op0.v` is the initial readout `v0`
+      (default `scenario.v`) and the trajectory records `v`.
     - `eta`: learning rate (> 0). Pass a JAX array to sweep without recompiling, or a schedule
       (`jaxdyn.PiecewiseConstant`, `jaxdyn.Chebyshev`, `jaxdyn.FunctionSchedule`, ...) for a
       time-dependent eta(alpha); its jumps are declared to the step-size controller.
@@ -93,7 +95,10 @@ def integrate(
         stepsize_controller = declare_jumps(stepsize_controller, eta)
     else:
         eta = jnp.asarray(eta, dtype)
-    op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))
+    v0 = None
+    if scenario.learn_v:  # second-layer learning: v is part of the state, v0 defaults to scenario.v
+        v0 = jnp.asarray(scenario.v if op0.v is None else op0.v, dtype)
+    op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype), v=v0)
     ode = OrderParamODE(scenario, eta=eta, eta2=eta2, i4=i4)
     traj = _solve(
         ode, op0, alphas, jnp.asarray(alpha0, dtype), solver=solver,

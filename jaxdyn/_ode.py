@@ -33,11 +33,11 @@ from ._closed_forms import erf_i3_entries, relu_moment_small
 from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
 from ._checks import check_order
 from ._hermite import hermite_in_region
-from ._model import OrderParams, Scenario, covariance
+from ._model import OrderParams, Scenario, covariance, readout
 from ._schedules import is_schedule
 
 
-def _gather(C, idx):
+def gather(C, idx):
     """Sub-covariances C[idx][:, idx] for a static index array idx of shape (..., n)."""
     idx = jnp.asarray(idx)
     return C[..., idx[..., :, None], idx[..., None, :]]
@@ -52,7 +52,7 @@ def _i3_index(K: int, M: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _i4_index(K: int, M: int):
+def i4_index(K: int, M: int):
     """Terms (i, k, a, b) with i <= k, a <= b, their pair slot and multiplicity."""
     L = K + M
     ik = [(i, k) for i in range(K) for k in range(i, K)]
@@ -100,7 +100,7 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
             if all(type(x) is ReLU for x in acts):
                 v = _relu_i4_grouped(C, sub, i4=i4, order=order)
             else:
-                v = gauss_i4(_gather(C, sub), acts, method=i4, order=order)
+                v = gauss_i4(gather(C, sub), acts, method=i4, order=order)
             vals = vals.at[..., sel].set(v)
     return vals
 
@@ -111,7 +111,7 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
     idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
     out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
     for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
-        cov = _gather(C, units)
+        cov = gather(C, units)
         if i4 == "hermite" and units.shape[1] == 4:
             v = gauss_i4(cov, ReLU(), method="hermite", order=order)
         elif units.shape[1] <= 2:
@@ -136,7 +136,7 @@ def _erf_dd(C, K, uw):
     triple; only asin(L0 / sqrt(L1 L2)) is evaluated per quadruple, as an arctan (cheaper on CPU).
     """
     L = C.shape[-1]
-    ik, idx4, slot, mult = _i4_index(K, L - K)
+    ik, idx4, slot, mult = i4_index(K, L - K)
     ii, kk = ik[:, 0], ik[:, 1]
     ab = np.array([(a, b) for a in range(L) for b in range(a, L)])
     aa, bb = ab[:, 0], ab[:, 1]
@@ -164,10 +164,10 @@ def _i3_field(scenario: Scenario, C):
     if type(g) is Erf and type(gs) is Erf:
         vals = _erf_i3_broadcast(C, K)
     elif eqx.tree_equal(g, gs) is True:
-        vals = gauss_i3(_gather(C, idx), g)
+        vals = gauss_i3(gather(C, idx), g)
     else:
-        vs = gauss_i3(_gather(C, idx[:, :, :K]), (g, g))
-        vt = gauss_i3(_gather(C, idx[:, :, K:]), (g, gs))
+        vs = gauss_i3(gather(C, idx[:, :, :K]), (g, g))
+        vt = gauss_i3(gather(C, idx[:, :, K:]), (g, gs))
         vals = jnp.concatenate([vs, vt], axis=-1)
     return jnp.einsum("...iba,a->...ib", vals, u)
 
@@ -267,15 +267,27 @@ class OrderParamODE(diffrax.AbstractTerm):
         """Per state: do all I4 arguments with four distinct units lie inside the Hermite series'
         convergence region? (Coinciding units are reduced exactly, never by the series.)"""
         scenario = self.scenario
-        _, idx4, _, _ = _i4_index(scenario.K, scenario.M)
+        _, idx4, _, _ = i4_index(scenario.K, scenario.M)
         distinct = np.array([len(set(q)) == 4 for q in idx4.tolist()])
         if not distinct.any():
             return jnp.ones(ops.Q.shape[:-2], bool)
-        cov4 = _gather(covariance(scenario, ops), idx4[distinct])
+        cov4 = gather(covariance(scenario, ops), idx4[distinct])
         return jnp.all(hermite_in_region(cov4), axis=-1)
 
     def field(self, y: OrderParams, eta) -> OrderParams:
-        """Time derivatives `(dQ/dalpha, dR/dalpha)` at state `y` and learning rate `eta`."""
+        """Time derivatives `(dQ/dalpha, dR/dalpha)` (and `dv/dalpha` for a learned readout) at
+        state `y` and learning rate `eta`."""
+        if self.scenario.learn_v:
+            # second-layer learning: the extended state; imported here because _readout builds on
+            # this module's fixed-readout field
+            from ._readout import readout_field
+
+            return readout_field(self.scenario, y, eta, eta2=self.eta2, i4=self.i4.method,
+                                 order=self.i4.order)
+        return self.fixed_readout_field(y, eta)
+
+    def fixed_readout_field(self, y: OrderParams, eta) -> OrderParams:
+        """`(dQ/dalpha, dR/dalpha)` with the readout fixed at `scenario.v`."""
         scenario = self.scenario
         K, M = scenario.K, scenario.M
         eta = jnp.asarray(eta)
@@ -290,7 +302,7 @@ class OrderParamODE(diffrax.AbstractTerm):
         dQ = eta * (dQ1 + jnp.swapaxes(dQ1, -1, -2)) - 2 * eta * scenario.weight_decay * y.Q
 
         if self.eta2:
-            ik, idx4, slot, mult = _i4_index(K, M)
+            ik, idx4, slot, mult = i4_index(K, M)
             u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
             a_t = idx4[:, 2] >= K
             b_t = idx4[:, 3] >= K
@@ -312,9 +324,9 @@ class OrderParamODE(diffrax.AbstractTerm):
                 off = np.nonzero(ii != kk)[0]
                 j2 = jnp.full(C.shape[:-2] + (len(ik),), 0.5, C.dtype)
                 if off.size:
-                    j2 = j2.at[..., off].set(gauss_j2(_gather(C, ik[off]), scenario.g))
+                    j2 = j2.at[..., off].set(gauss_j2(gather(C, ik[off]), scenario.g))
             else:
-                j2 = gauss_j2(_gather(C, ik), scenario.g)
+                j2 = gauss_j2(gather(C, ik), scenario.g)
             noise_term = scenario.noise**2 * j2
             dd = pair_v * (dd + noise_term)
             DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
@@ -332,7 +344,8 @@ def vector_field(
     i4: str = "exact",
     order: int = 10,
 ) -> OrderParams:
-    """Time derivatives `(dQ/dalpha, dR/dalpha)` of the order parameters, as `OrderParams`.
+    """Time derivatives `(dQ/dalpha, dR/dalpha)` of the order parameters, as `OrderParams`
+    (and `dv/dalpha` when the scenario learns its readout: see `jaxdyn.readout_field`).
 
     **Arguments:**
     - `scenario`: the `jaxdyn.Scenario` (K, M, T, activations, v, w, noise, weight decay, B).
@@ -353,6 +366,13 @@ def vector_field(
     return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).field(op, eta)
 
 
+def fixed_readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2=True, i4="exact",
+                        order=10) -> OrderParams:
+    """`(dQ/dalpha, dR/dalpha)` with the readout fixed at `scenario.v` (`jaxdyn.readout_field`
+    calls it with the current effective readout)."""
+    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).fixed_readout_field(op, eta)
+
+
 def eps_g(scenario: Scenario, op: OrderParams):
     """Generalisation error `eps_g = <(sigma - tau)^2> / 2` from the overlaps (noise-free).
 
@@ -369,10 +389,17 @@ def eps_g(scenario: Scenario, op: OrderParams):
     ij = np.stack(np.meshgrid(np.arange(K), np.arange(K), indexing="ij"), -1)
     inn = np.stack(np.meshgrid(np.arange(K), K + np.arange(M), indexing="ij"), -1)
     nm = np.stack(np.meshgrid(K + np.arange(M), K + np.arange(M), indexing="ij"), -1)
-    Gqq = gauss_i2(_gather(C, ij), g)
-    Gqr = gauss_i2(_gather(C, inn), (g, gs))
-    Gtt = gauss_i2(_gather(C, nm), gs)
+    Gqq = gauss_i2(gather(C, ij), g)
+    Gqr = gauss_i2(gather(C, inn), (g, gs))
+    Gtt = gauss_i2(gather(C, nm), gs)
     v, w = scenario.v, scenario.w
+    if scenario.learn_v:  # the readout is part of the state (batched like op)
+        v = readout(scenario, op)
+        return 0.5 * (
+            jnp.einsum("...i,...ij,...j->...", v, Gqq, v)
+            - 2 * jnp.einsum("...i,...in,n->...", v, Gqr, w)
+            + jnp.einsum("n,...nm,m->...", w, Gtt, w)
+        )
     return 0.5 * (
         jnp.einsum("i,...ij,j->...", v, Gqq, v)
         - 2 * jnp.einsum("i,...in,n->...", v, Gqr, w)

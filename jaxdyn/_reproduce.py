@@ -23,6 +23,7 @@ _MODULES = [
     "jaxdyn.figures.paper002",
     "jaxdyn.figures.paper003",
     "jaxdyn.figures.protocols",
+    "jaxdyn.figures.readout",
     "jaxdyn.figures.simulations",
     "jaxdyn.figures.stability",
     "jaxdyn.figures.sweeps",

@@ -5,6 +5,10 @@ Update rule exactly as SPEC section 1 (one convention everywhere): for one examp
 `tau = w . g*(y) + noise * zeta`, `delta_i = v_i g'(x_i) (tau - sigma)`,
 `J_i <- (1 - eta lambda / N) J_i + (eta / sqrt N) delta_i xi` (averaged over a minibatch of size B),
 `alpha = steps / N`. Weights are stored as `J` (K, N) and `B` (M, N).
+With a learned readout (`Scenario(eta_v=...)`, issue 15) the readout moves in the same step,
+from the same example and the same (pre-step) error: `sigma = s v . g(x)`, `delta_i = s v_i g'(x_i)
+(tau - sigma)`, `v_i <- (1 - eta_v lambda_v / N) v_i + (eta_v / N) s g(x_i) (tau - sigma)` (s = 1,
+or 1/K under `mean_field`), and `v` is recorded with Q and R.
 
 Implementation (see the style guide, section 2.8):
 
@@ -132,7 +136,8 @@ def _factor(C):
 
 def init_weights(key, scenario: Scenario, op0: OrderParams, N: int, dtype=jnp.float32):
     """Teacher `B` (M, N) and student `J` (K, N) with exactly `B B^T/N = T`, `J J^T/N = Q0`,
-    `J B^T/N = R0`, in a uniformly random orientation (per `key`).
+    `J B^T/N = R0`, in a uniformly random orientation (per `key`). For a scenario that learns its
+    readout (`eta_v=...`) it returns `(B, J, v0)`, with `v0 = op0.v` (default `scenario.v`).
 
     Construction: `C = [[T, R0^T], [R0, Q0]]` (teacher first) `= L L^T`; `U` an orthonormal
     N x (K+M) frame from the QR decomposition of a Gaussian matrix (re-orthonormalised once more,
@@ -157,7 +162,17 @@ def init_weights(key, scenario: Scenario, op0: OrderParams, N: int, dtype=jnp.fl
     U, _ = jnp.linalg.qr(G)
     U, _ = jnp.linalg.qr(U)
     W = (math.sqrt(N) * (U.astype(L.dtype) @ L.T)).T.astype(dtype)
+    if scenario.learn_v:
+        return W[:M], W[M:], initial_readout(scenario, op0, dtype)
     return W[:M], W[M:]
+
+
+def initial_readout(scenario: Scenario, op0: OrderParams, dtype=jnp.float32):
+    """The initial readout `v0` (K,) of a learned readout: `op0.v`, default `scenario.v`."""
+    v0 = scenario.v if op0.v is None else jnp.asarray(op0.v)
+    if v0.shape != (scenario.K,):
+        raise ValueError(f"v0 (op0.v) must have shape (K,) = ({scenario.K},), got {v0.shape}")
+    return v0.astype(dtype)
 
 
 # ----------------------------------------------------------------------------- the SGD step
@@ -172,6 +187,7 @@ class SGDState(eqx.Module):
     t: jax.Array
     words: jax.Array
     key: jax.Array
+    v: jax.Array | None = None  # the student's readout, when it learns (Scenario(eta_v=...))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +200,9 @@ class _Spec:
     noise_on: bool
 
 
-def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from=None):
-    """`n` (static) SGD steps from global step t0; steps with index >= mask_from are no-ops."""
+def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from=None, v_learn=None):
+    """`n` (static) SGD steps from global step t0; steps with index >= mask_from are no-ops.
+    With a learned readout pass its current value `v_learn`: returns `(J, v)` then, else `J`."""
     N, dtype = spec.N, J.dtype
     ts = t0 + jnp.arange(n, dtype=jnp.int32)
     xi, zeta = _draw(spec.rng, words, key, ts, spec.batch, N, spec.noise_on, dtype)
@@ -204,6 +221,8 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
     lr = eta * sq / spec.batch
     decay = 1.0 - eta * scenario.weight_decay.astype(dtype) / N
     active = None if mask_from is None else (jnp.arange(n) < mask_from)
+    if scenario.learn_v:
+        return _chunk_steps_readout(scenario, spec, J, v_learn, xi, tau, lr, decay, active)
 
     def body(J, inp):
         if active is None:
@@ -222,6 +241,38 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
     inp = (xi, tau, lr, decay) if active is None else (xi, tau, lr, decay, active)
     J, _ = jax.lax.scan(body, J, inp)
     return J
+
+
+def _chunk_steps_readout(scenario, spec: _Spec, J, v, xi, tau, lr, decay, active):
+    """The steps of `_chunk_steps` when the readout learns too (both from the pre-step error)."""
+    from ._readout import readout_scale
+
+    N, dtype = spec.N, J.dtype
+    g = scenario.g
+    sq = jnp.dtype(dtype).type(1.0 / math.sqrt(N))
+    s = jnp.dtype(dtype).type(readout_scale(scenario))
+    eta_v = scenario.eta_v.astype(dtype)
+    lr_v = eta_v * s / (N * spec.batch)
+    decay_v = 1.0 - eta_v * scenario.weight_decay_v.astype(dtype) / N
+
+    def body(carry, inp):
+        J, v = carry
+        xb, tb = inp[0], inp[1]
+        x = (xb @ J.T) * sq  # (B, K)
+        gx = g(x)
+        u = s * v
+        err = tb - gx @ u
+        delta = u * g.deriv(x) * err[:, None]
+        Jn = decay * J + lr * (delta.T @ xb)
+        vn = decay_v * v + lr_v * (err @ gx)
+        if active is not None:
+            Jn = jnp.where(inp[2], Jn, J)
+            vn = jnp.where(inp[2], vn, v)
+        return (Jn, vn), None
+
+    inp = (xi, tau) if active is None else (xi, tau, active)
+    (J, v), _ = jax.lax.scan(body, (J, v), inp)
+    return J, v
 
 
 def _measure(J, Bt, N):
@@ -253,14 +304,18 @@ def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "
         check_order_params(scenario, op0)
         key = _as_key(seed)
         kinit, kstream = jr.split(key)
-        B, J = init_weights(kinit, scenario, op0, N, dtype)
+        W = init_weights(kinit, scenario, op0, N, dtype)
+        B, J = W[0], W[1]
         return SGDState(J=J, B=B, t=jnp.zeros((), jnp.int32),
-                        words=jr.bits(kstream, (4,), jnp.uint32), key=kstream)
+                        words=jr.bits(kstream, (4,), jnp.uint32), key=kstream,
+                        v=W[2] if scenario.learn_v else None)
 
     @functools.partial(jax.jit, static_argnums=1)
     def _step(state, n):
-        J = _chunk_steps(scenario, spec, state.J, state.B, state.t, state.words, state.key, eta, n)
-        return SGDState(J=J, B=state.B, t=state.t + n, words=state.words, key=state.key)
+        out = _chunk_steps(scenario, spec, state.J, state.B, state.t, state.words, state.key, eta, n,
+                           v_learn=state.v)
+        J, v = out if scenario.learn_v else (out, None)
+        return SGDState(J=J, B=state.B, t=state.t + n, words=state.words, key=state.key, v=v)
 
     def step(state, n: int = 1):
         return _step(state, int(n))
@@ -270,10 +325,10 @@ def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "
 
 
 def sim_order_params(state: SGDState) -> OrderParams:
-    """Measured overlaps `Q = J J^T / N`, `R = J B^T / N` of an `SGDState`."""
+    """Measured overlaps `Q = J J^T / N`, `R = J B^T / N` (and the readout `v`) of an `SGDState`."""
     N = state.J.shape[-1]
     Q, R = _measure(state.J, state.B, N)
-    return OrderParams(Q=Q, R=R)
+    return OrderParams(Q=Q, R=R, v=state.v)
 
 
 def _as_key(seed):
@@ -307,7 +362,7 @@ class SimResult(eqx.Module):
     steps), `steps` (n,) int, `Q` (S, n, K, K), `R` (S, n, K, M), `eps_g` (S, n) (analytic
     `jaxdyn.eps_g` of the measured overlaps, noise-free, float64 if enabled), `eps_test` (S, n) or
     None (mean of (sigma - tau)^2 / 2 over `n_test` fresh noise-free inputs at each record),
-    `seeds` (S,), `eta`, `N`. With a 1-D `eta` every array field gains a leading eta axis:
+    `seeds` (S,), `eta`, `N`, and `v` (S, n, K), the readout, when it learns (else None). With a 1-D `eta` every array field gains a leading eta axis:
     `Q` is (n_eta, S, n, K, K).
     Helpers: `order_params`, `mean(field)`, `std(field)` (over seeds).
     """
@@ -321,10 +376,11 @@ class SimResult(eqx.Module):
     seeds: jax.Array
     eta: jax.Array
     N: int = eqx.field(static=True)
+    v: jax.Array | None = None
 
     @property
     def order_params(self) -> OrderParams:
-        return OrderParams(Q=self.Q, R=self.R)
+        return OrderParams(Q=self.Q, R=self.R, v=self.v)
 
     def _seed_axis(self):
         return 1 if np.ndim(self.eta) == 1 else 0
@@ -348,7 +404,7 @@ def _build_runner(scenario, spec: _Spec, dtype, chunk: int, n_test: int):
     N = spec.N
     g, gs = scenario.g, scenario.g_teacher
 
-    def test_error(J, Bt, words, key, rec):
+    def test_error(J, Bt, words, key, rec, v=None):
         # fresh noise-free test inputs (a stream disjoint from the training one)
         w2 = words ^ jnp.uint32(0x27D4EB2F)
         if spec.rng == "hash":
@@ -356,9 +412,17 @@ def _build_runner(scenario, spec: _Spec, dtype, chunk: int, n_test: int):
         else:
             X = jr.normal(jr.fold_in(jr.fold_in(key, 0x7FFFFFFF), rec), (n_test, N), dtype)
         sq = 1.0 / math.sqrt(N)
-        sig = g(X @ J.T * sq) @ scenario.v.astype(dtype)
+        if v is None:
+            sig = g(X @ J.T * sq) @ scenario.v.astype(dtype)
+        else:  # learned readout (its effective output weights s v)
+            from ._readout import readout_scale
+
+            sig = g(X @ J.T * sq) @ (readout_scale(scenario) * v)
         tau = gs(X @ Bt.T * sq) @ scenario.w.astype(dtype)
         return 0.5 * jnp.mean((sig - tau) ** 2)
+
+    if scenario.learn_v:
+        return _build_runner_readout(scenario, spec, dtype, chunk, n_test, test_error)
 
     def run_one(J, Bt, words, key, eta, nsteps):
         def record(carry, inp):
@@ -392,11 +456,55 @@ def _build_runner(scenario, spec: _Spec, dtype, chunk: int, n_test: int):
     return run_one
 
 
+def _build_runner_readout(scenario, spec: _Spec, dtype, chunk: int, n_test: int, test_error):
+    """`run_one` of `_build_runner` for a learned readout: the carry and the records hold `v`."""
+    N = spec.N
+
+    def run_one(J, v, Bt, words, key, eta, nsteps):
+        def record(carry, inp):
+            J, v, t = carry
+            n_i, rec = inp
+            nfull = n_i // chunk
+            rem = n_i - nfull * chunk
+
+            def full(j, c):
+                J, v, t = c
+                J, v = _chunk_steps(scenario, spec, J, Bt, t, words, key, eta, chunk, v_learn=v)
+                return J, v, t + chunk
+
+            J, v, t = jax.lax.fori_loop(0, nfull, full, (J, v, t))
+            J, v = jax.lax.cond(
+                rem > 0,
+                lambda Jv: _chunk_steps(scenario, spec, Jv[0], Bt, t, words, key, eta, chunk,
+                                        mask_from=rem, v_learn=Jv[1]),
+                lambda Jv: Jv,
+                (J, v),
+            )
+            t = t + rem
+            Q, R = _measure(J, Bt, N)
+            out = (Q, R, v)
+            if n_test:
+                out = out + (test_error(J, Bt, words, key, rec, v),)
+            return (J, v, t), out
+
+        recs = jnp.arange(nsteps.shape[0], dtype=jnp.int32)
+        _, out = jax.lax.scan(record, (J, v, jnp.zeros((), jnp.int32)), (nsteps, recs))
+        return out
+
+    return run_one
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(scenario_static, spec, dtype, chunk, n_test, eta_batched):
     # scenario arrays travel as arguments; only its static structure keys the cache
-    def fn(scenario, J, Bt, words, keys, eta, nsteps):
+    def fn(scenario, J, Bt, words, keys, eta, nsteps, v=None):
         run = _build_runner(scenario, spec, dtype, chunk, n_test)
+        if v is not None:  # learned readout: v (S, K) is carried per seed
+            per_seed = jax.vmap(run, in_axes=(0, 0, 0, 0, 0, None, None))
+            if eta_batched:
+                return jax.vmap(per_seed, in_axes=(None, None, None, None, None, 0, None))(
+                    J, v, Bt, words, keys, eta, nsteps)
+            return per_seed(J, v, Bt, words, keys, eta, nsteps)
         per_seed = jax.vmap(run, in_axes=(0, 0, 0, 0, None, None))
         if eta_batched:
             return jax.vmap(per_seed, in_axes=(None, None, None, None, 0, None))(J, Bt, words, keys, eta, nsteps)
@@ -425,8 +533,9 @@ def simulate(
 
     **Arguments:**
     - `scenario`: `jaxdyn.Scenario` (K, M, T, activations g and g*, v, w, output `noise`,
-      `weight_decay`, `batch_size`); `op0`: prescribed initial `OrderParams` (exact at step 0, see
-      the module docstring on finite-size fluctuations).
+      `weight_decay`, `batch_size`; `eta_v` to train the readout too); `op0`: prescribed initial
+      `OrderParams` (exact at step 0, see the module docstring on finite-size fluctuations); with a
+      learned readout `op0.v` is its initial value `v0` (default `scenario.v`).
     - `eta`: learning rate, a scalar or a 1-D array (vmapped: results gain a leading eta axis), or
       a schedule (`jaxdyn.PiecewiseConstant`, ...) evaluated at alpha = t / N before each step t.
     - `N`: input dimension. `alpha = steps / N`.
@@ -503,26 +612,31 @@ def simulate(
     keys = jax.vmap(lambda s: jr.key(s))(jnp.asarray(seed_list))
     ks = jax.vmap(jr.split)(keys)
     kinit, kstream = ks[:, 0], ks[:, 1]
-    Bt, J = jax.vmap(lambda k: init_weights(k, scenario, op0, spec.N, dtype))(kinit)
+    W = jax.vmap(lambda k: init_weights(k, scenario, op0, spec.N, dtype))(kinit)
+    Bt, J = W[0], W[1]
+    v0 = W[2] if scenario.learn_v else None
     words = jax.vmap(lambda k: jr.bits(k, (4,), jnp.uint32))(kstream)
 
     fn = _compiled(_static_key(scenario), spec, dtype, int(chunk), int(n_test), eta_arr.ndim == 1)
     eta_in = schedule if schedule is not None else jnp.asarray(eta_arr, dtype)
-    out = fn(scenario, J, Bt, words, kstream, eta_in, jnp.asarray(nsteps))
+    out = fn(scenario, J, Bt, words, kstream, eta_in, jnp.asarray(nsteps), v0)
     Q, R = out[0], out[1]
+    vs = out[2] if scenario.learn_v else None
+    out = out[1:] if scenario.learn_v else out  # the optional test error comes last
     eps_test = out[2] if n_test else None
     ftype = jnp.result_type(float)
-    eg = _eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype)))
+    eg = _eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype),
+                                      v=None if vs is None else vs.astype(ftype)))
     return SimResult(alpha=jnp.asarray(steps / N, ftype), steps=jnp.asarray(steps),
                      Q=Q, R=R, eps_g=eg, eps_test=eps_test, seeds=jnp.asarray(seed_list),
                      eta=schedule if schedule is not None else jnp.asarray(eta_arr, ftype),
-                     N=spec.N)
+                     N=spec.N, v=vs)
 
 
 def _static_key(scenario):
     # hashable identity of the scenario's static structure (activations are static modules)
     return (scenario.K, scenario.M, type(scenario.g), type(scenario.g_teacher),
-            repr(scenario.g), repr(scenario.g_teacher))
+            repr(scenario.g), repr(scenario.g_teacher), scenario.learn_v, scenario.mean_field)
 
 
 # ----------------------------------------------------------------------------- theory comparison
@@ -555,14 +669,16 @@ def matched_theory(scenario: Scenario, sim: SimResult, *, eta=None, alpha_match=
     Q0 = jnp.asarray(sim.Q[:, i0], ftype)
     R0 = jnp.asarray(sim.R[:, i0], ftype)
     Q0 = 0.5 * (Q0 + jnp.swapaxes(Q0, -1, -2))
+    # a learned readout starts from each seed's measured v as well
+    v0 = None if sim.v is None else jnp.asarray(sim.v[:, i0], ftype)
     integrate_kw.setdefault("throw", False)
 
-    def one(Q, R):
-        tr = integrate(scenario, OrderParams(Q=Q, R=R), eta=eta, alphas=alphas,
+    def one(Q, R, v):
+        tr = integrate(scenario, OrderParams(Q=Q, R=R, v=v), eta=eta, alphas=alphas,
                        alpha0=float(a[i0]), **integrate_kw)
         return tr.Q, tr.R, tr.eps_g
 
-    Qs, Rs, Es = jax.vmap(one)(Q0, R0)
+    Qs, Rs, Es = jax.vmap(one)(Q0, R0, v0)
     return alphas, Qs, Rs, Es
 
 

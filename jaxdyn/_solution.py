@@ -73,8 +73,8 @@ class Trajectory(eqx.Module):
     where the solve stopped), `num_steps`, `alpha_left_series` (with the Hermite I4: the first
     recorded alpha at which an I4 argument lay outside the series' convergence region; nan
     otherwise), `Q_end`, `R_end` (the state where the solve ended), `alpha_stop` (alpha of a
-    steady-state stop, nan if none). Entries after a divergence are `inf`. Under vmap every field
-    gains a leading axis.
+    steady-state stop, nan if none), `v` (n, K) for a learned readout (`Scenario(eta_v=...)`, else
+    None). Entries after a divergence are `inf`. Under vmap every field gains a leading axis.
     Properties: `result`, `diverged`, `alpha_diverged` (nan if not diverged), `ok`.
     """
 
@@ -89,6 +89,7 @@ class Trajectory(eqx.Module):
     Q_end: jax.Array
     R_end: jax.Array
     alpha_stop: jax.Array
+    v: jax.Array | None = None
 
     @property
     def result(self) -> RESULTS:
@@ -108,7 +109,7 @@ class Trajectory(eqx.Module):
 
     @property
     def order_params(self) -> OrderParams:
-        return OrderParams(Q=self.Q, R=self.R)
+        return OrderParams(Q=self.Q, R=self.R, v=self.v)
 
     def message(self) -> str:
         s = np.asarray(self.status)
@@ -127,6 +128,8 @@ def blowup_cond(scale):
     def cond(t, y, args, **kwargs):
         q = jnp.diagonal(y.Q, axis1=-2, axis2=-1)
         bad = ~jnp.all(jnp.isfinite(y.Q)) | ~jnp.all(jnp.isfinite(y.R))
+        if y.v is not None:
+            bad = bad | ~jnp.all(jnp.isfinite(y.v))
         return bad | (jnp.max(jnp.abs(q)) > scale)
 
     return cond
@@ -197,12 +200,16 @@ def solve(ode: OrderParamODE, op0: OrderParams, alphas, alpha0, *, solver, steps
         fill = stopped & (alphas > alpha_end)
         Q = jnp.where(fill[:, None, None], yend.Q, ys.Q)
         R = jnp.where(fill[:, None, None], yend.R, ys.R)
+        v = None if ys.v is None else jnp.where(fill[:, None], yend.v, ys.v)
     else:
-        Q, R = ys.Q, ys.R
+        Q, R, v = ys.Q, ys.R, ys.v
     reached = jnp.all(jnp.isfinite(Q), axis=(-1, -2)) & jnp.all(jnp.isfinite(R), axis=(-1, -2))
+    if v is not None:  # learned readout
+        reached = reached & jnp.all(jnp.isfinite(v), axis=-1)
     safe = OrderParams(
         Q=jnp.where(reached[:, None, None], Q, jnp.eye(scenario.K)),
         R=jnp.where(reached[:, None, None], R, 0.0),
+        v=None if v is None else jnp.where(reached[:, None], v, 0.0),
     )
     eg = jnp.where(reached, eps_g(scenario, safe), jnp.inf)
     if ode.i4.method == "hermite" and ode.eta2:
@@ -213,5 +220,5 @@ def solve(ode: OrderParamODE, op0: OrderParams, alphas, alpha0, *, solver, steps
     return Trajectory(
         alpha=alphas, Q=Q, R=R, eps_g=eg, status=status, alpha_end=alpha_end,
         num_steps=sol.stats["num_steps"], alpha_left_series=left, Q_end=yend.Q, R_end=yend.R,
-        alpha_stop=jnp.where(stopped, alpha_end, jnp.nan),
+        alpha_stop=jnp.where(stopped, alpha_end, jnp.nan), v=v,
     )
