@@ -85,11 +85,16 @@ def _blowup_cond(scale):
     return cond
 
 
+# diffrax traces the right-hand side several times (initial step, the step, dense output); an
+# inner jit makes every trace after the first a cache hit (the ReLU field's graph is large).
+_field = jax.jit(vector_field, static_argnames=("eta2", "i4", "order"))
+
+
 @eqx.filter_jit
 def _solve(scenario, op0, eta, alphas, t0, *, eta2, i4, order, solver, controller, dt0, max_steps,
            blowup, adjoint):
     def rhs(t, y, args):
-        return vector_field(scenario, y, args, eta2=eta2, i4=i4, order=order)
+        return _field(scenario, y, args, eta2=eta2, i4=i4, order=order)
 
     term = diffrax.ODETerm(rhs)
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=alphas), diffrax.SubSaveAt(t1=True)])
