@@ -15,6 +15,10 @@ from ._activations import (
     Linear as Linear,
     ReLU as ReLU,
 )
+from ._cache import (
+    default_cache_dir as default_cache_dir,
+    enable_compilation_cache as enable_compilation_cache,
+)
 from ._gauss import I2 as I2, I3 as I3, I4 as I4, J2 as J2
 from ._activations import (
     Abs as Abs,

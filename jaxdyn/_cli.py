@@ -37,6 +37,9 @@ def _reproduce(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxdyn", description=__doc__)
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not use the persistent compilation cache (also: JAXDYN_NO_CACHE=1); "
+                        "default folder $JAXDYN_CACHE_DIR or ~/.cache/jaxdyn/jax")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("reproduce", help="reproduce the papers' figures and numbers")
     r.add_argument("name", nargs="*", help="reproduction name(s), or 'all'")
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _use_cache(args) -> bool:
+    return not (args.no_cache or os.environ.get("JAXDYN_NO_CACHE", "") not in ("", "0"))
+
+
 def main(argv=None) -> int:
     # figures are written to files: a non-interactive backend unless the user chose one (the
     # library itself never switches backends)
@@ -60,7 +67,25 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     args = build_parser().parse_args(argv)
+    if _use_cache(args):
+        from ._cache import enable_compilation_cache
+
+        enable_compilation_cache()
+        # JAX never caches a program with host callbacks, and equinox's runtime checks are such
+        # callbacks (in every diffrax solve). The command checks its inputs on the host before it
+        # compiles, so it compiles those checks out, unless the user chose EQX_ON_ERROR.
+        if "EQX_ON_ERROR" not in os.environ:
+            _compile_out_runtime_checks()
     return args.func(args) or 0
+
+
+def _compile_out_runtime_checks() -> None:
+    # equinox reads EQX_ON_ERROR once, at import (which has happened by now), into this module
+    # attribute, and looks it up at trace time; guarded, so a future equinox only loses the hits.
+    import equinox._errors as eqx_errors
+
+    if getattr(eqx_errors, "EQX_ON_ERROR", None) == "raise":
+        eqx_errors.EQX_ON_ERROR = "nan"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -204,6 +204,14 @@ def as_i4(i4="exact", order: int = 10):
     raise ValueError(f"i4 must be 'exact' or 'hermite' (or jaxdyn.ExactI4() / jaxdyn.HermiteI4(order)), got {i4!r}")
 
 
+@eqx.filter_jit
+def _traced_once(ode, y, eta):
+    # diffrax traces the right-hand side several times per solve (initial step size, the step, the
+    # event, dense output); inside this jit every trace after the first is a cache hit, which
+    # matters for the large ReLU exact-I4 graph (about 0.5 s per trace at K = M = 2)
+    return ode.field(y, eta)
+
+
 class OrderParamODE(diffrax.AbstractTerm):
     """The order-parameter ODE of online SGD as one value: scenario, learning rate and options.
 
@@ -251,7 +259,7 @@ class OrderParamODE(diffrax.AbstractTerm):
         return self.eta
 
     def vf(self, t, y, args):
-        return self.field(y, self.rate(t))
+        return _traced_once(self, y, self.rate(t))
 
     def contr(self, t0, t1, **kwargs):
         return t1 - t0
