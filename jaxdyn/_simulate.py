@@ -257,7 +257,7 @@ def _chunk_steps_readout(scenario, spec: _Spec, J, v, xi, tau, lr, decay, active
 
     def body(carry, inp):
         J, v = carry
-        xb, tb = inp[0], inp[1]
+        xb, tb, lr, decay = inp[:4]  # per-step learning rate (a schedule may vary it)
         x = (xb @ J.T) * sq  # (B, K)
         gx = g(x)
         u = s * v
@@ -266,11 +266,11 @@ def _chunk_steps_readout(scenario, spec: _Spec, J, v, xi, tau, lr, decay, active
         Jn = decay * J + lr * (delta.T @ xb)
         vn = decay_v * v + lr_v * (err @ gx)
         if active is not None:
-            Jn = jnp.where(inp[2], Jn, J)
-            vn = jnp.where(inp[2], vn, v)
+            Jn = jnp.where(inp[4], Jn, J)
+            vn = jnp.where(inp[4], vn, v)
         return (Jn, vn), None
 
-    inp = (xi, tau) if active is None else (xi, tau, active)
+    inp = (xi, tau, lr, decay) if active is None else (xi, tau, lr, decay, active)
     (J, v), _ = jax.lax.scan(body, (J, v), inp)
     return J, v
 
