@@ -449,7 +449,7 @@ def equilibrium(*, K: int, g, alpha, guess="unspecialised", full: bool = True) -
     if isinstance(guess, str):
         if guess not in _GUESSES:
             raise ValueError(f"guess must be (R, S, C) or one of {sorted(_GUESSES)}, got {guess!r}")
-        guess = _GUESSES[guess]
+        guess = _GUESSES[guess] if K == 1 else _branch_guess(K, g, alpha, guess)
     y0 = jnp.asarray(guess, float)
     if y0.shape != (3,):
         raise ValueError(f"guess must be (R, S, C), got shape {y0.shape}")
@@ -472,6 +472,27 @@ def equilibrium(*, K: int, g, alpha, guess="unspecialised", full: bool = True) -
     kind, nn = _kind(spec, tol)
     conv = bool(np.isfinite(float(f)) and float(res) < 1e-8)
     return Equilibrium(K, alpha, y[0], y[1], y[2], f, eps, res, lam_ss, lam, kind, nn, conv)
+
+
+def _branch_guess(K, g, alpha, kind):
+    """A starting point on the named branch at alpha: the R = S branch followed from alpha = 0,
+    or the stable part of the R > S / R < S branch continued in D from the bifurcation."""
+    Kf = jnp.asarray(float(K))
+    a = float(alpha)
+    if kind == "unspecialised":
+        y = _scan_unspecialised(jnp.linspace(0.0, a, 64), jnp.zeros(2), Kf, g)[0]
+        return tuple(float(v) for v in y[-1])
+    r, C, a_i = _instability_point(float(K), g)
+    Ds = _D_grid("specialised" if kind == "specialised" else "anti")
+    y, rsc, f, eps, lmin, ok = _scan_branch(Ds, jnp.array([r, C, a_i]), Kf, g)
+    ok = np.cumprod(np.asarray(ok)).astype(bool) & (np.asarray(lmin) > 0)
+    al = np.asarray(y[:, 2])
+    if not ok.any() or a < al[ok].min() or a > al[ok].max():
+        lo = al[ok].min() if ok.any() else np.nan
+        raise ValueError(f"no stable {kind} branch point at alpha = {a} for K = {K} (the branch "
+                         f"exists for alpha >= {lo:.6g} on the continuation grid); pass guess=(R, S, C)")
+    i = int(np.argmin(np.where(ok, np.abs(al - a), np.inf)))
+    return tuple(float(v) for v in rsc[i])
 
 
 # ---------------------------------------------------------------------------------- K = 1

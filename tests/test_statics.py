@@ -288,3 +288,23 @@ def test_erf_large_K_literature():
     # Biehl, Schloesser & Ahr (1998) as quoted by paper 002: 60.99 and 69.09
     assert abs(lk.alpha_s - 60.99) < 0.005 and abs(lk.alpha_c - 69.09) < 0.005
     assert lk.alpha_inst == np.inf and not lk.continuous
+
+
+def test_statics_cli(tmp_path):
+    import json
+
+    import xarray as xr
+
+    from jaxdyn._cli import main
+
+    assert main(["statics", "--K", "2", "--activation", "relu", "--alpha-max", "12",
+                 "--out", str(tmp_path)]) == 0
+    ds = xr.load_dataset(tmp_path / "statics_K2_relu.nc", engine="netcdf4")
+    assert list(ds.branch.values) == ["unspecialised", "specialised", "anti"]
+    tr = json.loads((tmp_path / "statics_K2_relu.json").read_text())
+    assert abs(tr["alpha_c"] - ds.attrs["alpha_c"]) < 1e-15 and (tmp_path / "statics_K2_relu.png").exists()
+    # the stored unspecialised branch is stationary: its eps_g matches the closed form at its state
+    u = ds.sel(branch="unspecialised")
+    i = 50
+    e = float(jd.statics_eps_g_ss(float(u.R[i]), float(u.S[i]), float(u.C[i]), K=2, g=RELU))
+    assert abs(e - float(u.eps_g[i])) < 1e-14
