@@ -12,6 +12,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
+import diffrax
 import numpy as np
 from scipy.integrate import solve_ivp
 
@@ -31,7 +32,7 @@ def np_gradient(W, Wt, v, u):
     return v[:, None] * (sums(W_hat, W, v) - sums(W_hat, Wt, u))
 
 
-def best(f, n=20):
+def best(f, n=100):
     ts = []
     for _ in range(n):
         t = time.perf_counter()
@@ -72,7 +73,13 @@ def bench_flows(runs):
     Wt = jnp.eye(M, d)
     W0 = jax.random.normal(jax.random.PRNGKey(0), (runs, K, d)) * 0.1
     times = jnp.array([0.0, t_end])
-    f = jax.jit(jax.vmap(lambda W: jd.gradient_flow(W, Wt, times=times, rtol=1e-8, atol=1e-10)))
+    def one(W):
+        return jd.gradient_flow(W, Wt, times=times, rtol=1e-8, atol=1e-10, solver=diffrax.Tsit5())
+
+    # vmapped in batches of 1000 (lax.map): 2.7x faster here than one vmap over all 10^4 runs
+    # (every vmapped adaptive step costs as much as the batch's slowest member, and the working set
+    # of one batch stays in cache)
+    f = jax.jit(lambda W0: jax.lax.map(one, W0, batch_size=min(1000, runs)))
     t0 = time.perf_counter()
     tr = jax.block_until_ready(f(W0))
     first = time.perf_counter() - t0
@@ -81,20 +88,21 @@ def bench_flows(runs):
     wall = time.perf_counter() - t0
     ok = float(jnp.mean(tr.ok))
     conv = float(jnp.mean(tr.loss[:, -1] < 1e-8))
-    print(f"{runs} vmapped gradient flows K=M=2, d={d}, t = 0..{t_end:g} (Dopri8, rtol 1e-8): "
+    print(f"{runs} gradient flows (vmapped in batches of 1000) K=M=2, d={d}, t = 0..{t_end:g} (Tsit5, rtol 1e-8, atol 1e-10): "
           f"{wall:.2f} s (compile+first {first:.2f} s); max steps {int(jnp.max(tr.num_steps))}, "
           f"ok {ok:.3f}, converged (L < 1e-8) {conv:.4f}")
-    # SciPy baseline: DOP853 on the NumPy gradient, sequential, same tolerances, a subset
+    # SciPy baseline: RK45 (Dormand-Prince 5(4), like Tsit5) on the NumPy gradient, sequential,
+    # same tolerances, a subset
     n_b = 20
     Wtn = np.asarray(Wt)
     one, two = np.ones(K), np.ones(M)
     t0 = time.perf_counter()
     for i in range(n_b):
         sol = solve_ivp(lambda t, y: -np_gradient(y.reshape(K, d), Wtn, one, two).ravel(), (0, t_end),
-                        np.asarray(W0[i]).ravel(), method="DOP853", rtol=1e-8, atol=1e-10)
+                        np.asarray(W0[i]).ravel(), method="RK45", rtol=1e-8, atol=1e-10)
     per = (time.perf_counter() - t0) / n_b
     err = np.max(np.abs(sol.y[:, -1].reshape(K, d) - np.asarray(tr.W[n_b - 1, -1])))
-    print(f"  SciPy DOP853 sequential: {per * 1e3:.1f} ms per run -> {per * runs:.1f} s for {runs} "
+    print(f"  SciPy RK45 sequential: {per * 1e3:.1f} ms per run -> {per * runs:.1f} s for {runs} "
           f"(extrapolated from {n_b}); ratio {per * runs / wall:.1f}x; last-run |diff| {err:.1e}")
 
 

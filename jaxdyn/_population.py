@@ -91,7 +91,8 @@ def population_gating(e, w):
     e = jnp.asarray(e, float)
     w = jnp.asarray(w, float)
     if e.shape[-1:] != w.shape[-1:]:
-        raise ValueError(f"e and w must have the same last dimension d, got {e.shape} and {w.shape}")
+        raise ValueError(
+            f"e and w must have the same last dimension d, got {e.shape} and {w.shape}")
     if not _is_tracer(e) and np.any(np.linalg.norm(np.asarray(e), axis=-1) == 0):
         raise ValueError("e must be non-zero: the gate 1{e.x > 0} needs a direction")
     return _gating(e, w)
@@ -170,9 +171,11 @@ def check_weights(W, W_teacher, v=None, u=None, *, angles="auto", allow_zero=Fal
     v = jnp.ones(K) if v is None else jnp.asarray(v, float)
     u = jnp.ones(M) if u is None else jnp.asarray(u, float)
     if v.shape[-1:] != (K,):
-        raise ValueError(f"v (student second-layer weights) must have shape (..., K) = (..., {K}), got {v.shape}")
+        raise ValueError(f"v (student second-layer weights) must have shape (..., K) = "
+                         f"(..., {K}), got {v.shape}")
     if u.shape[-1:] != (M,):
-        raise ValueError(f"u (teacher second-layer weights) must have shape (..., M) = (..., {M}), got {u.shape}")
+        raise ValueError(f"u (teacher second-layer weights) must have shape (..., M) = "
+                         f"(..., {M}), got {u.shape}")
     if not allow_zero and not _is_tracer(W):
         Wn = np.asarray(W)
         if not np.all(np.isfinite(Wn)):
@@ -240,7 +243,8 @@ def _gram_relu(A, B, angles):
     A_hat, An = _unit(A)
     B_hat, Bn = _unit(B)
     theta, comp = _pair_angles(A_hat, B_hat, angles)
-    return An[..., :, None] * Bn[..., None, :] * (jnp.sin(theta) + comp * jnp.cos(theta)) / (2 * jnp.pi)
+    h = (jnp.sin(theta) + comp * jnp.cos(theta)) / (2 * jnp.pi)
+    return An[..., :, None] * Bn[..., None, :] * h
 
 
 def population_loss(W, W_teacher, *, v=None, u=None, angles="auto"):

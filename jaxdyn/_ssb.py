@@ -7,7 +7,8 @@ Closed form of the reduced field (derived from Theorem 1; `n = |w_j| = sqrt(x^2 
 `S = sin theta_x + (K-1) sin theta_y`):
 
     2 pi dx/dt = -pi x - (pi - theta_s)(K-1) y - (K-1) x sin theta_s + (pi - theta_x) + S x / n
-    2 pi dy/dt = -pi y - (pi - theta_s)(x + (K-2) y) - (K-1) y sin theta_s + (pi - theta_y) + S y / n
+    2 pi dy/dt = -pi y - (pi - theta_s)(x + (K-2) y) - (K-1) y sin theta_s
+                 + (pi - theta_y) + S y / n
 
 On the diagonal x = y the students coincide (theta_s = 0) and the only fixed point is
 `y* = (sqrt(K-1) - acos(1/sqrt K) + pi) / (pi K)` (the paper's saddle).
@@ -70,7 +71,8 @@ def cyclic_field(x, y, *, K: int):
     Example:
         >>> jaxdyn.cyclic_field(1.0, 0.0, K=3)   # the teacher: (0, 0)
     """
-    return _cyclic_field(jnp.asarray(x, float), jnp.asarray(y, float), jnp.asarray(_check_K(K), float))
+    K = jnp.asarray(_check_K(K), float)
+    return _cyclic_field(jnp.asarray(x, float), jnp.asarray(y, float), K)
 
 
 def _cyclic_field(x, y, K):
@@ -80,7 +82,8 @@ def _cyclic_field(x, y, K):
     th_y = jnp.arctan2(safe_norm(jnp.stack(jnp.broadcast_arrays(x, jnp.sqrt(K - 2.0) * y), -1)), y)
     # theta_s by chords: w_1 - w_2 = (x - y)(e_1 - e_2), w_1 + w_2 = 2 y 1 + (x - y)(e_1 + e_2)
     chord_m = jnp.sqrt(2.0) * jnp.abs(x - y)
-    chord_p = safe_norm(jnp.stack(jnp.broadcast_arrays(jnp.sqrt(2.0) * (x + y), 2 * jnp.sqrt(K - 2.0) * y), -1))
+    chord_p = safe_norm(jnp.stack(
+        jnp.broadcast_arrays(jnp.sqrt(2.0) * (x + y), 2 * jnp.sqrt(K - 2.0) * y), -1))
     th_s = 2 * jnp.arctan2(chord_m, chord_p)
     S = jnp.sin(th_x) + (K - 1) * jnp.sin(th_y)
     inv_n = jnp.where(n > 0, 1 / jnp.where(n > 0, n, 1.0), 0.0)
@@ -137,7 +140,8 @@ def saddle_spectrum(K: int, d: int | None = None) -> SaddleSpectrum:
               "splitting, off-plane")
     keep = mult > 0
     return SaddleSpectrum(values=values[keep], multiplicities=mult[keep],
-                          labels=tuple(str(lab) for lab, k in zip(labels, keep) if k), reduced=np.array([-K / 2, bT]))
+                          labels=tuple(str(lab) for lab, k in zip(labels, keep) if k),
+                          reduced=np.array([-K / 2, bT]))
 
 
 class CyclicTrajectory(eqx.Module):

@@ -198,8 +198,8 @@ def population_descent(
     `lr` is the Euler discretisation of `gradient_flow` with `dt = lr`.
 
     Example:
-        >>> tr = jaxdyn.population_descent(jnp.array([[0.3, 0.1]]), jnp.eye(1, 2), steps=200, lr=0.5,
-        ...                                record_every=50)
+        >>> tr = jaxdyn.population_descent(jnp.array([[0.3, 0.1]]), jnp.eye(1, 2), steps=200,
+        ...                                lr=0.5, record_every=50)
         >>> import optax
         >>> tr = jaxdyn.population_descent(jnp.array([[0.3, 0.1]]), jnp.eye(1, 2), steps=200,
         ...                                optimizer=optax.adam(0.05), record_every=50)
@@ -216,7 +216,9 @@ def population_descent(
         optimizer = optax.sgd(lr)
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not (isinstance(record_every, (int, np.integer)) and record_every >= 1 and steps % record_every == 0):
-        raise ValueError(f"record_every must be a positive integer dividing steps = {steps}, got {record_every!r}")
+    if not (isinstance(record_every, (int, np.integer)) and record_every >= 1
+            and steps % record_every == 0):
+        raise ValueError(f"record_every must be a positive integer dividing steps = {steps}, "
+                         f"got {record_every!r}")
     return _descent(W0, Wt, v, u, optimizer, n_rec=int(steps // record_every),
                     every=int(record_every), angles=angles)

@@ -43,7 +43,8 @@ def theorem1_sampling_error(thetas, n_samples, *, d=10, trials=8, seed=0):
     errs = []
     for k in jax.random.split(jax.random.PRNGKey(seed), trials):
         Fh = est(k)
-        errs.append(np.linalg.norm(np.asarray(Fh - F), axis=-1) / np.linalg.norm(np.asarray(F), axis=-1))
+        errs.append(np.linalg.norm(np.asarray(Fh - F), axis=-1)
+                    / np.linalg.norm(np.asarray(F), axis=-1))
     return np.sqrt(np.mean(np.square(errs), axis=0))
 
 
@@ -53,9 +54,11 @@ def theorem1(outdir, *, fast=False):
     th = np.linspace(0.05, np.pi - 0.05, 24 if fast else 60)
     n0 = 10_000
     err_th = theorem1_sampling_error(th, n0, trials=4 if fast else 16)
-    ns = np.array([100, 1000, 10_000, 100_000] if fast else [100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000])
+    ns = np.array([100, 1000, 10_000, 100_000] if fast
+                  else [100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000])
     th_s = np.linspace(0.1, np.pi - 0.1, 16)
-    err_n = np.array([np.sqrt(np.mean(theorem1_sampling_error(th_s, int(n), trials=4 if fast else 8) ** 2))
+    err_n = np.array([np.sqrt(np.mean(theorem1_sampling_error(th_s, int(n), trials=4 if fast else 8)
+                                      ** 2))
                       for n in ns])
     slope = np.polyfit(np.log(ns), np.log(err_n), 1)[0]
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
@@ -145,7 +148,8 @@ def single_relu(outdir, *, fast=False):
     ax.legend(fontsize=7)
     fig.savefig(outdir / "003-single-relu.png", dpi=120)
     plt.close(fig)
-    return {"theta_c": tc, "max_lyapunov_rate_on_grid": float(np.max(rate)), "probability": out_p, "converged_fraction_d10_r0.2": frac, "runs": n,
+    return {"theta_c": tc, "max_lyapunov_rate_on_grid": float(np.max(rate)), "probability": out_p,
+            "converged_fraction_d10_r0.2": frac, "runs": n,
             "P_in_ball_d10_r0.2": jd.init_success_probability(0.2, 10),
             "bound_d10_r0.2": jd.tian_probability_bound(0.2, 10),
             "escape_phi0": phis, "escape_time": tesc,
@@ -214,7 +218,8 @@ def flow_vs_ode(outdir, *, fast=False):
 
     plt = _plt()
     d = 6
-    Wt = jnp.zeros((2, d)).at[0, 0].set(1.0).at[1, 0].set(1.8 * 0.4).at[1, 1].set(1.8 * np.sqrt(1 - 0.16))
+    Wt = jnp.zeros((2, d)).at[0, 0].set(1.0)
+    Wt = Wt.at[1, 0].set(1.8 * 0.4).at[1, 1].set(1.8 * np.sqrt(1 - 0.16))
     W0 = jnp.asarray(np.random.default_rng(3).normal(size=(2, d)) * 0.2)
     v = jnp.array([1.0, 0.7])
     t = jnp.linspace(0.0, 150.0 if fast else 600.0, 301)
