@@ -19,16 +19,18 @@ through `(x, y, G)`. Their joint law depends on the weights only through C, so `
 exact Markov chain (T stays fixed). Using the fixed dimension M + K (rather than rank C) needs no
 rank decision: the frame may contain directions orthogonal to `W`, whose z's L ignores.
 
-The factor. `L = [[L_T, 0], [A, L_S]]` with `L_T = chol(T)` (fixed), `A = R L_T^{-T}` and `L_S`
-the Cholesky factor of the Schur complement `S = Q - A A^T` (the part of the students outside the
-teacher's span). Perfect learning makes `S = 0`, i.e. C singular; `L_S` is computed by an
-unrolled positive-semidefinite Cholesky that clamps negative pivots (rounding) to zero and zeros a
-column whose pivot vanishes, so it never fails or produces NaN. Every step the state is
-re-projected onto the PSD cone it represents, `Q <- A A^T + L_S L_S^T` (a no-op up to rounding
-while S is well inside the cone) and symmetrised. The factor reproduces C to O(eps |C|) (backward
-stable Cholesky); only in a direction where S is itself at the rounding level (~eps) can a field
-carry an error ~sqrt(eps) ~ 1e-8 (float64), on a field whose standard deviation is then ~1e-8.
-Measured accuracy over 10^8 steps: see `benchmarks/README.md` ("Finite-N SGD").
+The factor and the state. `L = [[L_T, 0], [A, L_S]]` with `L_T = chol(T)` (fixed),
+`A = R L_T^{-T}` and `L_S` the Cholesky factor of the Schur complement `S = Q - A A^T` (the part of
+the students outside the teacher's span). Perfect learning makes `S = 0`, i.e. C singular. The
+chain's state is `(S, R)`, not `(Q, R)`: S has its own update without cancellation (see
+`_soa_step`), so it keeps its *relative* accuracy as it goes to 0, and `Q = A A^T + S` is formed
+only for recording. (Recomputing S from a stored Q would leave it with an absolute error ~eps |Q|,
+i.e. a spurious field ~sqrt(eps) ~ 1e-8 in the singular direction, which an unstable or marginal
+finite-N dynamics amplifies.) `L_S` is an unrolled positive-semidefinite Cholesky that clamps
+negative pivots (rounding) to 0 and zeros a column whose pivot vanishes: never NaN. The initial S
+is projected onto the PSD cone with eigenvalues below 32 eps |C| set to 0 (`schur_complement`), so
+an exactly singular start stays exactly singular. Each step symmetrises S. Measured accuracy over
+10^8 steps: see `docs/finite_size.md`.
 
 Random numbers (`rng="hash"`, default): a counter-based generator (murmur3 finaliser of (seed words,
 step, index)), normals by Box-Muller from 53-bit (float64) or 24-bit (float32) uniforms, and the
@@ -326,27 +328,35 @@ def _draws(spec, words, key, ts, dtype, Nv):
     return z, Wo, zeta
 
 
-def _soa_step(scenario, spec, Q, R, LT, LTinv, z, wo, zt, eta, Nv):
+def _soa_step(scenario, spec, S, R, LT, LTinv, z, wo, zt, eta, Nv):
     """One step for all seeds at once, seeds on the last axis ("structure of arrays": every
     overlap entry is a vector over seeds, so XLA fuses the step into a few vector loops).
 
-    `Q` (K, K, S), `R` (K, M, S), `z` (B, M+K, S), `wo` (B, B, S), `zt` (B, S) or None."""
+    The state is `(S, R)` with `S = Q - R T^{-1} R^T` the Schur complement (the students' part
+    outside the teacher span), updated directly (no cancellation, so it keeps its *relative*
+    accuracy as it goes to 0 at perfect learning): with `x_perp = L_S z_s` and `A = R L_T^{-T}`,
+
+        S' = d^2 S + d c (x_perp^T Delta + Delta^T x_perp) + c^2 Delta^T (Z_s Z_s^T + Wo) Delta,
+
+    which is `Q' - R' T^{-1} R'^T` of the Q update (`N G = Z_t Z_t^T + Z_s Z_s^T + Wo`, and
+    `y T^{-1} R^T = z_t A^T`).
+
+    `S` (K, K, S), `R` (K, M, S), `z` (B, M+K, S), `wo` (B, B, S), `zt` (B, S) or None."""
     K, M, Bsz = spec["K"], spec["M"], spec["batch"]
     N = Nv if spec["N"] is None else spec["N"]
-    dtype = Q.dtype
+    dtype = S.dtype
     v = scenario.v.astype(dtype)
     w = scenario.w.astype(dtype)
     # A = R L_T^{-T} (L_T^{-1} is lower triangular)
     A = [[sum(R[i, n] * LTinv[m, n] for n in range(m + 1)) for m in range(M)] for i in range(K)]
-    AA = [[sum(A[i][m] * A[k][m] for m in range(M)) for k in range(K)] for i in range(K)]
-    Sch = [[0.5 * (Q[i, k] + Q[k, i]) - AA[i][k] for k in range(K)] for i in range(K)]
-    LS = _psd_cholesky_lists(Sch, K)
-    Qp = [[AA[i][k] + sum(LS[i][j] * LS[k][j] for j in range(min(i, k) + 1)) for k in range(K)]
-          for i in range(K)]
+    Ssym = [[0.5 * (S[i, k] + S[k, i]) for k in range(K)] for i in range(K)]
+    LS = _psd_cholesky_lists(Ssym, K)
+    # the PSD projection of S that the step uses
+    Sp = [[sum(LS[i][j] * LS[k][j] for j in range(min(i, k) + 1)) for k in range(K)] for i in range(K)]
     zl = [z[:, l] for l in range(M + K)]  # each (B, S)
     y = [sum(LT[m, n] * zl[n] for n in range(m + 1)) for m in range(M)]
-    x = [sum(A[i][m] * zl[m] for m in range(M)) + sum(LS[i][j] * zl[M + j] for j in range(i + 1))
-         for i in range(K)]
+    xp = [sum(LS[i][j] * zl[M + j] for j in range(i + 1)) for i in range(K)]
+    x = [sum(A[i][m] * zl[m] for m in range(M)) + xp[i] for i in range(K)]
     tau = sum(w[m] * scenario.g_teacher(y[m]) for m in range(M))
     if zt is not None:
         tau = tau + scenario.noise.astype(dtype) * zt
@@ -354,21 +364,40 @@ def _soa_step(scenario, spec, Q, R, LT, LTinv, z, wo, zt, eta, Nv):
     delta = [v[i] * scenario.g.deriv(x[i]) * err for i in range(K)]  # (B, S)
     c = eta / (N * Bsz)
     d = 1.0 - eta * scenario.weight_decay.astype(dtype) / N
-    # Delta^T G Delta with G = (Z Z^T + Wo) / N: the Z part through p_il = sum_b delta_ib z_bl
-    p = [[jnp.sum(delta[i] * zl[l], axis=0) for l in range(M + K)] for i in range(K)]
+    # Delta^T (Z_s Z_s^T + Wo) Delta: the Z_s part through p_il = sum_b delta_ib z_b,M+l
+    p = [[jnp.sum(delta[i] * zl[M + l], axis=0) for l in range(K)] for i in range(K)]
     if Bsz == 1:
         wd = [[wo[0, 0] * delta[i][0] * delta[k][0] for k in range(K)] for i in range(K)]
     else:
         wdel = [jnp.einsum("bcs,cs->bs", wo, delta[k]) for k in range(K)]
         wd = [[jnp.sum(delta[i] * wdel[k], axis=0) for k in range(K)] for i in range(K)]
-    Qn = [[None] * K for _ in range(K)]
+    Sn = [[None] * K for _ in range(K)]
     for i in range(K):
         for k in range(i, K):
-            xd = jnp.sum(x[i] * delta[k] + delta[i] * x[k], axis=0)
-            dGd = (sum(p[i][l] * p[k][l] for l in range(M + K)) + wd[i][k]) / N
-            Qn[i][k] = Qn[k][i] = d * d * Qp[i][k] + d * c * xd + (c * c * N) * dGd
+            xd = jnp.sum(xp[i] * delta[k] + delta[i] * xp[k], axis=0)
+            dGd = sum(p[i][l] * p[k][l] for l in range(K)) + wd[i][k]
+            Sn[i][k] = Sn[k][i] = d * d * Sp[i][k] + d * c * xd + (c * c) * dGd
     Rn = [[d * R[i, n] + c * jnp.sum(delta[i] * y[n], axis=0) for n in range(M)] for i in range(K)]
-    return (jnp.stack([jnp.stack(r) for r in Qn]), jnp.stack([jnp.stack(r) for r in Rn]))
+    return (jnp.stack([jnp.stack(r) for r in Sn]), jnp.stack([jnp.stack(r) for r in Rn]))
+
+
+def _q_from_schur(S, R, LTinv):
+    """Q = S + A A^T, A = R L_T^{-T}; seeds on the last axis."""
+    A = jnp.einsum("ins,mn->ims", R, LTinv)
+    return S + jnp.einsum("ims,kms->iks", A, A)
+
+
+def schur_complement(Q, R, T):
+    """`S = Q - R T^{-1} R^T` (NumPy, float64, leading batch axes allowed), projected onto the PSD
+    cone with eigenvalues below rounding (32 eps |C|) set to 0, so that an exactly singular start
+    (perfect learning) is exactly singular in the chain."""
+    Q, R, T = np.asarray(Q, float), np.asarray(R, float), np.asarray(T, float)
+    S = Q - R @ np.linalg.solve(T, np.swapaxes(R, -1, -2))
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    lam, V = np.linalg.eigh(S)
+    scale = max(1.0, float(np.max(np.abs(Q))), float(np.max(np.abs(T))))
+    lam = np.where(lam > 32 * np.finfo(float).eps * scale, lam, 0.0)
+    return (V * lam[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
 def _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t0, eta, Nv, n, mask_from=None):
@@ -440,7 +469,7 @@ def _compiled(structure, spec_items, dtype, chunk, n_test, eta_batched):
                 return Q, R, t + m
 
             Q, R, t = jax.lax.fori_loop(0, (n_i + chunk - 1) // chunk, one_chunk, (Q, R, t))
-            Qs, Rs = jnp.moveaxis(Q, -1, 0), jnp.moveaxis(R, -1, 0)
+            Qs, Rs = jnp.moveaxis(_q_from_schur(Q, R, LTinv), -1, 0), jnp.moveaxis(R, -1, 0)
             out = (Qs, Rs)
             if n_test:
                 out = out + (jax.vmap(lambda q, r, w, k: _test_error(
@@ -557,7 +586,9 @@ def simulate_overlaps(
     words = jax.vmap(lambda k: jr.bits(k, (4,), jnp.uint32))(kstream)
     fn = _compiled(_structure_key(scenario), tuple(sorted(spec.items())), dtype, int(chunk),
                    int(n_test), eta_arr.ndim == 1)
-    out = fn(scenario, jnp.asarray(op0.Q, dtype), jnp.asarray(op0.R, dtype),
+    # the chain's state is (S, R), S the Schur complement (see _soa_step)
+    S0 = schur_complement(op0.Q, op0.R, T)
+    out = fn(scenario, jnp.asarray(S0, dtype), jnp.asarray(op0.R, dtype),
              jnp.asarray(LT, dtype), jnp.asarray(LTinv, dtype), words, kstream,
              jnp.asarray(eta_arr, dtype), jnp.asarray(float(N), dtype), jnp.asarray(nsteps))
     Q, R = out[0], out[1]
