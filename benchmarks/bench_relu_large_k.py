@@ -170,8 +170,8 @@ def main():
     print(f"| K = M = {K} vector field | ms | / erf |\n|---|---|---|")
     for name in ("erf", "relu", "relu_v1"):
         print(f"| {name} | {f[name + '_ms']:.3g} | {f[name + '_ms'] / f['erf_ms']:.1f} |")
-    print(f"(compile: {', '.join(f'{n} {f[n + "_compile_s"]:.0f} s' for n in ('erf', 'relu', 'relu_v1'))})\n",
-          flush=True)
+    comp = ", ".join(f"{n} {f[n + '_compile_s']:.0f} s" for n in ("erf", "relu", "relu_v1"))
+    print(f"(compile: {comp})\n", flush=True)
     th = bench_threshold([2, 3] if args.quick else [2, 3, 4], not args.no_continuation)
     print("| perfect-learning threshold, T = diag(1..K) | eta_c | first call s | after compilation s |")
     print("|---|---|---|---|")

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fixed_points import arc_correct, continuation, extended_field, fixed_point
-from ._integrate import integrate
+from ._fixed_points import arc_correct, continuation, extended_field, fixed_point, flat_field, flatten_op
+from ._integrate import RESULTS, integrate
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import eps_g, vector_field
 
@@ -99,6 +99,7 @@ def stability_threshold(
     xtol: float = 1e-10,
     ds_max: float = 0.05,
     method: str = "auto",
+    with_fixed_point: bool = True,
 ) -> Threshold:
     """The eta in `eta_bracket` at which the fixed point near `fixed_point_guess` (at
     `eta_bracket[0]`), followed in eta, first changes stability (`max Re lambda` crosses 0).
@@ -108,7 +109,9 @@ def stability_threshold(
     `f1 = f2 = 0` there), the Jacobian is `eta A + eta^2 B` and the threshold is where the pencil
     `A + eta B` first has an eigenvalue on the imaginary axis: a real crossing is a generalised
     eigenvalue of `(A, -B)`, a complex (Hopf) one a root of `max Re lambda(A + eta B)`. Two
-    Jacobians (at the bracket ends), a third as a check, then only small dense linear algebra.
+    Jacobians (at the bracket ends), a third as a check, then only small dense linear algebra
+    (`with_fixed_point=False` skips the analysed `FixedPoint` in `details`, whose Newton solver is
+    the larger compilation at large K).
     `method="continuation"` (the fallback of `"auto"` when the fixed point moves): the branch is
     followed by `continuation` to locate the first sign change of the stability margin, which is
     then refined by a bracketing root finder on `eta -> max Re lambda(fixed_point(eta))` (Newton
@@ -123,7 +126,8 @@ def stability_threshold(
         raise ValueError(f"method must be 'auto', 'pencil' or 'continuation', got {method!r}")
     if method != "continuation" and symmetry is None:
         th = _pencil_threshold(scenario, fixed_point_guess, e0, e1, eta2=eta2, i4=i4, order=order,
-                               xtol=xtol, required=method == "pencil")
+                               xtol=xtol, required=method == "pencil",
+                               with_fixed_point=with_fixed_point)
         if th is not None:
             return th
     elif method == "pencil":
@@ -176,20 +180,42 @@ def stability_threshold(
     )
 
 
-def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, required):
+@eqx.filter_jit
+def _field_and_jacobian(scenario, x, eta, *, eta2, i4, order):
+    f = lambda y: flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)
+    return f(x), jax.jacfwd(f)(x)
+
+
+def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, required,
+                      with_fixed_point=True):
     """The perfect-learning fast path of `stability_threshold` (None if the fixed point moves)."""
     import scipy.linalg
     import scipy.optimize
 
     dtype = jnp.result_type(float)
     kw = dict(eta2=eta2, i4=i4, order=order)
-    fa = fixed_point(scenario, guess, eta=jnp.asarray(e0, dtype), **kw)
     em = 0.5 * (e0 + e1)
-    fps = [fa] + [fixed_point(scenario, fa.x, eta=jnp.asarray(e, dtype), **kw) for e in (e1, em)]
-    x = np.asarray(fa.x)
-    moved = max(float(np.max(np.abs(np.asarray(f.x) - x))) for f in fps)
-    ok = all(bool(f.converged) for f in fps) and moved <= 1e-12 * (1.0 + np.max(np.abs(x)))
-    Ja, Jb, Jm = (np.asarray(f.jacobian) for f in fps)
+    etas = (e0, e1, em)
+    if isinstance(guess, OrderParams):
+        check_order_params(scenario, guess)
+        xg = flatten_op(guess)
+    else:
+        xg = jnp.asarray(guess, dtype)
+    # cheap path: the guess is already a fixed point at every eta (one compiled Jacobian, no Newton)
+    fj = [_field_and_jacobian(scenario, jnp.asarray(xg, dtype), jnp.asarray(e, dtype), **kw)
+          for e in etas]
+    x = np.asarray(xg, float)
+    moved = 0.0
+    ok = all(float(jnp.max(jnp.abs(f))) <= 1e-10 for f, _ in fj)
+    if ok:
+        Ja, Jb, Jm = (np.asarray(J) for _, J in fj)
+    else:
+        fa = fixed_point(scenario, guess, eta=jnp.asarray(e0, dtype), **kw)
+        fps = [fa] + [fixed_point(scenario, fa.x, eta=jnp.asarray(e, dtype), **kw) for e in (e1, em)]
+        x = np.asarray(fa.x)
+        moved = max(float(np.max(np.abs(np.asarray(f.x) - x))) for f in fps)
+        ok = all(bool(f.converged) for f in fps) and moved <= 1e-12 * (1.0 + np.max(np.abs(x)))
+        Ja, Jb, Jm = (np.asarray(f.jacobian) for f in fps)
     # J(e) = e A + e^2 B from the two ends; the midpoint checks the polynomial form
     B = (Jb / e1 - Ja / e0) / (e1 - e0)
     A = Ja / e0 - e0 * B
@@ -245,7 +271,8 @@ def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, require
     lam = np.linalg.eigvals(A + root * B)
     lead = lam[np.argmax(lam.real)] * root
     hopf = hopf or abs(lead.imag) > 1e-8 * max(1.0, abs(lead))
-    fp = fixed_point(scenario, fa.x, eta=jnp.asarray(root, dtype), **kw)
+    fp = fixed_point(scenario, jnp.asarray(x, dtype), eta=jnp.asarray(root, dtype), **kw) \
+        if with_fixed_point else None
     eps = 1e-7 * root
     nu = lambda e: int(np.sum(np.linalg.eigvals(A + e * B).real > zero_tol))
     return Threshold(

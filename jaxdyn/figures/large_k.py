@@ -34,7 +34,7 @@ def perfect_learning_eta_c(K: int, kind: str, *, eta_bracket=(0.1, 3.0)):
 
     sc = jd.Scenario(K=K, M=K, T=teacher(K, kind))
     pl = jd.OrderParams(Q=sc.T, R=sc.T)
-    return jd.stability_threshold(sc, pl, eta_bracket=eta_bracket, method="pencil")
+    return jd.stability_threshold(sc, pl, eta_bracket=eta_bracket, method="pencil", with_fixed_point=False)
 
 
 def near_perfect_learning(K: int, kind: str, *, delta=1e-3, seed=0, dim=None):
