@@ -31,7 +31,7 @@ from ._gauss import I2, I3, I4, J2, relu_moment_small
 from ._model import OrderParams, Scenario, covariance, readout
 
 
-def gather(C, idx):
+def _gather(C, idx):
     """Sub-covariances C[idx][:, idx] for a static index array idx of shape (..., n)."""
     idx = jnp.asarray(idx)
     return C[..., idx[..., :, None], idx[..., None, :]]
@@ -46,7 +46,7 @@ def _i3_index(K: int, M: int):
 
 
 @functools.lru_cache(maxsize=None)
-def i4_index(K: int, M: int):
+def _i4_index(K: int, M: int):
     """Terms (i, k, a, b) with i <= k, a <= b, their pair slot and multiplicity."""
     L = K + M
     ik = [(i, k) for i in range(K) for k in range(i, K)]
@@ -55,6 +55,11 @@ def i4_index(K: int, M: int):
     slot = np.repeat(np.arange(len(ik)), len(ab))
     mult = np.array([1.0 if a == b else 2.0 for _ in ik for (a, b) in ab])
     return np.array(ik), idx, slot, mult
+
+
+# public within the package (other modules import these names, never the underscored ones)
+gather = _gather
+i4_index = _i4_index
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +99,7 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
             if all(type(x) is ReLU for x in acts):
                 v = _relu_i4_grouped(C, sub, i4=i4, order=order)
             else:
-                v = I4(gather(C, sub), acts, method=i4, order=order)
+                v = I4(_gather(C, sub), acts, method=i4, order=order)
             vals = vals.at[..., sel].set(v)
     return vals
 
@@ -105,7 +110,7 @@ def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
     idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
     out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
     for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
-        cov = gather(C, units)
+        cov = _gather(C, units)
         if i4 == "hermite" and units.shape[1] == 4:
             v = I4(cov, ReLU(), method="hermite", order=order)
         elif units.shape[1] <= 2:
@@ -135,7 +140,7 @@ def _erf_dd(C, K, uw):
     triple; only asin(L0 / sqrt(L1 L2)) is evaluated per quadruple, as an arctan (cheaper on CPU).
     """
     L = C.shape[-1]
-    ik, idx4, slot, mult = i4_index(K, L - K)
+    ik, idx4, slot, mult = _i4_index(K, L - K)
     ii, kk = ik[:, 0], ik[:, 1]
     ab = np.array([(a, b) for a in range(L) for b in range(a, L)])
     aa, bb = ab[:, 0], ab[:, 1]
@@ -163,10 +168,10 @@ def _i3_field(scenario: Scenario, C):
     if type(g) is Erf and type(gs) is Erf:
         vals = _erf_i3_broadcast(C, K)
     elif eqx.tree_equal(g, gs) is True:
-        vals = I3(gather(C, idx), g)
+        vals = I3(_gather(C, idx), g)
     else:
-        vs = I3(gather(C, idx[:, :, :K]), (g, g))
-        vt = I3(gather(C, idx[:, :, K:]), (g, gs))
+        vs = I3(_gather(C, idx[:, :, :K]), (g, g))
+        vt = I3(_gather(C, idx[:, :, K:]), (g, gs))
         vals = jnp.concatenate([vs, vt], axis=-1)
     return jnp.einsum("...iba,a->...ib", vals, u)
 
@@ -222,7 +227,7 @@ def fixed_readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2=True, 
     dQ = eta * (dQ1 + jnp.swapaxes(dQ1, -1, -2)) - 2 * eta * scenario.weight_decay * op.Q
 
     if eta2:
-        ik, idx4, slot, mult = i4_index(K, M)
+        ik, idx4, slot, mult = _i4_index(K, M)
         u = np.concatenate([-np.ones(K), np.ones(M)])  # signs; magnitudes from v, w below
         a_t = idx4[:, 2] >= K
         b_t = idx4[:, 3] >= K
@@ -244,9 +249,9 @@ def fixed_readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2=True, 
             off = np.nonzero(ii != kk)[0]
             j2 = jnp.full(C.shape[:-2] + (len(ik),), 0.5, C.dtype)
             if off.size:
-                j2 = j2.at[..., off].set(J2(gather(C, ik[off]), scenario.g))
+                j2 = j2.at[..., off].set(J2(_gather(C, ik[off]), scenario.g))
         else:
-            j2 = J2(gather(C, ik), scenario.g)
+            j2 = J2(_gather(C, ik), scenario.g)
         noise_term = scenario.noise**2 * j2
         dd = pair_v * (dd + noise_term)
         DD = jnp.zeros(C.shape[:-2] + (K, K), C.dtype)
@@ -271,9 +276,9 @@ def eps_g(scenario: Scenario, op: OrderParams):
     ij = np.stack(np.meshgrid(np.arange(K), np.arange(K), indexing="ij"), -1)
     inn = np.stack(np.meshgrid(np.arange(K), K + np.arange(M), indexing="ij"), -1)
     nm = np.stack(np.meshgrid(K + np.arange(M), K + np.arange(M), indexing="ij"), -1)
-    Gqq = I2(gather(C, ij), g)
-    Gqr = I2(gather(C, inn), (g, gs))
-    Gtt = I2(gather(C, nm), gs)
+    Gqq = I2(_gather(C, ij), g)
+    Gqr = I2(_gather(C, inn), (g, gs))
+    Gtt = I2(_gather(C, nm), gs)
     v, w = scenario.v, scenario.w
     if scenario.learn_v:  # the readout is part of the state (batched like op)
         v = readout(scenario, op)
