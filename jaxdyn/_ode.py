@@ -63,6 +63,9 @@ def i4_index(K: int, M: int):
     return np.array(ik), idx, slot, mult
 
 
+# public within the package (other modules import these names, never the underscored ones)
+
+
 @functools.lru_cache(maxsize=None)
 def _relu_groups(idx4_bytes: bytes, shape: tuple):
     """Group I4 index quadruples by their coincidence pattern (static).

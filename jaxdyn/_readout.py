@@ -59,9 +59,9 @@ def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True
     calls this for such a scenario; the options are those of `vector_field`.
 
     Example:
-        >>> sc = jaxdyn.Scenario(K=2, M=2, g=jaxdyn.Erf(), eta_v=0.3)
-        >>> op = jaxdyn.OrderParams(Q=jnp.eye(2), R=jnp.eye(2), v=jnp.ones(2))
-        >>> jaxdyn.readout_field(sc, op, 0.5).v     # perfect learning: zero
+        >>> sc = jaxdyn.Scenario(K=1, M=1, g=jaxdyn.Erf(), eta_v=0.3)
+        >>> op = jaxdyn.OrderParams(Q=[[0.5]], R=[[0.5]], v=[0.8])
+        >>> jaxdyn.readout_field(sc, op, 0.5).v  # 0.3 (I2(x, y) - 0.8 I2(x, x)) = 0.0040
     """
     if not scenario.learn_v:
         raise ValueError("readout_field needs a scenario that learns v (pass eta_v= to Scenario)")

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._fixed_points import arc_correct, continuation, extended_field, fixed_point, flat_field, flatten_op
-from ._integrate import RESULTS, integrate
+from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import eps_g, vector_field
 
