@@ -175,7 +175,7 @@ def plot_schedule(ax, study, *, label="optimised", thresholds=None, logx=True):
     e = np.asarray(res.schedule.eta)
     x0 = edges[1] / 3 if logx else edges[0]
     xs = np.concatenate([[x0], edges[1:]])
-    ax.stairs(e, xs, label=label, lw=2)
+    ax.stairs(e, xs, label=label, lw=2, baseline=None)
     ax.axhline(study["eta_const"], color="k", ls="--", lw=1,
                label=f"best constant $\\eta$ = {study['eta_const']:.3f}")
     if thresholds:
@@ -257,7 +257,11 @@ def repro_erf(outdir, *, fast):
 def repro_relu(outdir, *, fast):
     import matplotlib.pyplot as plt
 
+    import time
+
+    t0 = time.perf_counter()
     st = relu_study(fast=fast)
+    t_study = time.perf_counter() - t0
     print(f"protocols-relu: optimised {float(st['res'].value):.4f} vs constant "
           f"{st['value_const']:.4f} (eta {st['eta_const']:.5f})", flush=True)
     th = relu_thresholds(fast=fast)
@@ -284,6 +288,7 @@ def repro_relu(outdir, *, fast):
     fig.savefig(outdir / "protocols-relu.png", dpi=120)
     plt.close(fig)
     return {
+        "optimisation_wall_s": t_study,
         "eta_const": st["eta_const"], "alpha_const": st["value_const"], "alpha_opt": t_opt,
         "alpha_saved": st["alpha_saved"], "reintegrated_eps": st["reintegrated_eps_at_t_opt"],
         "eta_max_used": st["eta_max_used"], "thresholds": th,
