@@ -1,7 +1,7 @@
 """Independent NumPy/SciPy reference for the ReLU I4 (tests/test_relu_moments.py checks jaxdyn against it).
 
 `I4 = E[theta(z1) theta(z2) relu(z3) relu(z4)] = E[z3 z4 prod_k theta(z_k)]` for a correlation
-matrix C (unit diagonal, positive definite). Stein's lemma on z3 (SPEC section 2):
+matrix C (unit diagonal, positive definite). Stein's lemma on z3 (docs/conventions.md, Gaussian averages):
 `I4 = C34 P4 + sum_{j != 4} C3j phi(0) E[z4 prod_{k != j} theta_k | z_j = 0]`, the conditional
 expectations again by Stein's lemma in terms of 2-D orthant probabilities (closed form), and the
 4-D orthant probability P4 by Plackett's identity integrated along `C(t) = (1 - t) I + t C`

@@ -6,7 +6,7 @@ Exact Gaussian moments `E[z_p z_q prod_k theta(z_k)]` (the ReLU I4 and its relat
 - `relu_theta_moment(cov, p, q)` = `E[z_p z_q prod_{k<n} theta(z_k)]`, `z ~ N(0, cov)`, `n <= 4`.
 - `relu_i4(cov)` = `E[theta(z1) theta(z2) relu(z3) relu(z4)]` = `relu_theta_moment(cov, 2, 3)`.
 
-Method (SPEC section 2), for the correlation matrix `R` (ReLU homogeneity: the result scales with
+Method (docs/conventions.md, Gaussian averages), for the correlation matrix `R` (ReLU homogeneity: the result scales with
 `sd_p sd_q`). The second-order Stein identity `E[x_p x_q F] = R_pq E[F] + sum_{j,l} R_pj R_ql
 E[d_j d_l F]` with `F = prod_{k in A} theta_k` (the `delta'` terms resolved by one more conditioning)
 gives, exactly,

@@ -1,7 +1,7 @@
 """Benchmark: one full-eta^2 order-parameter trajectory and the vector field, jaxdyn vs NumPy/SciPy.
 
 Baselines written for this benchmark and measured in the same run, for the same equations
-(erf(x/sqrt 2) soft committee machine, closed-form I3/I4 of SPEC section 2, eta^2 term on):
+(erf(x/sqrt 2) soft committee machine, closed-form I3/I4 of docs/conventions.md, Gaussian averages, eta^2 term on):
   - "numpy-loop": the straightforward code of the field, Python loops over (i, k, a, b) calling
     scalar closed forms, integrated with scipy.integrate.solve_ivp (RK45) at the same rtol/atol;
   - "numpy-vec":  the same equations vectorised with NumPy index arrays (as jaxdyn does), same solver.

@@ -7,7 +7,7 @@ Run from the repository root:
 
 References: the exact ReLU I4 (`jaxdyn._relu_moments.relu_i4` when present, else the independent
 NumPy reference `benchmarks/_relu_i4_reference.py`: Stein's lemma + Plackett's identity, checked
-against a 1-D integral for equicorrelated matrices to 1e-14) and the closed-form erf I4 (SPEC
+against a 1-D integral for equicorrelated matrices to 1e-14) and the closed-form erf I4 (docs/conventions.md
 section 2). Unit variances (the series is evaluated on correlations; ReLU rescales exactly).
 """
 
@@ -96,7 +96,7 @@ def main():
     w = lines.append
     w("# Convergence of the Hermite (Kibble-Slepian) series for I4\n")
     w("Produced by `python benchmarks/hermite_convergence.py --write` (do not edit by hand).")
-    w(f"Exact ReLU reference: `{src}`; erf: the closed form of SPEC section 2. Absolute errors of")
+    w(f"Exact ReLU reference: `{src}`; erf: the closed form of docs/conventions.md, Gaussian averages. Absolute errors of")
     w("`jaxdyn.I4(C, g, method=\"hermite\", order=N)` on correlation matrices (unit variances).\n")
     for name, g, ex in (("ReLU", relu, rel_e), ("erf", erf, erf_e)):
         w(f"## {name}, equicorrelated 4x4 (`rho_ij = r`): |series - exact|\n")

@@ -115,7 +115,7 @@ def I4(cov, g, *, method: str = "exact", order: int = 10):
     """`E[g1'(z1) g2'(z2) g3(z3) g4(z4)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 4, 4)`.
 
     `method="exact"` (default) uses a closed form where one exists: erf and linear in closed form,
-    ReLU by the exact reduction of SPEC section 2 (Stein's lemma + Plackett's identity), finite
+    ReLU by the exact reduction of docs/conventions.md, Gaussian averages (Stein's lemma + Plackett's identity), finite
     and differentiable at singular covariances. `method="hermite"` uses the Kibble-Slepian series
     of paper 001 truncated at `order`.
 

@@ -84,7 +84,7 @@ def relu_decomposition(g: AbstractActivation) -> tuple[float, float] | None:
 @ft.lru_cache(maxsize=None)
 def _relu_coeffs(nmax: int) -> np.ndarray:
     # <He_0, relu> = 1/sqrt(2 pi), <He_1, relu> = 1/2, <He_n, relu> = (-1)^n He_{n-2}(0)/sqrt(2 pi)
-    # (paper 001, SPEC section 2), He_{2k}(0) = (-1)^k (2k-1)!!.
+    # (paper 001, docs/conventions.md, Gaussian averages), He_{2k}(0) = (-1)^k (2k-1)!!.
     he0 = np.zeros(max(nmax + 1, 2))
     he0[0] = 1.0
     for n in range(2, len(he0)):
@@ -154,7 +154,7 @@ def hermite_coefficients(g, order: int, scale=1.0, *, derivative: bool = False,
     - `derivative`: coefficients of `u -> g'(s u)` instead of `u -> g(s u)`.
     - `n_half`: quadrature nodes per half-line (see `hermite_quadrature_error`).
 
-    Closed forms for ReLU-type activations (`b relu(x) + c relu(-x)`, SPEC section 2) and erf;
+    Closed forms for ReLU-type activations (`b relu(x) + c relu(-x)`, docs/conventions.md, Gaussian averages) and erf;
     otherwise composite Gauss-Legendre quadrature against the normal law on `[-12, 0] U [0, 12]`
     (exact for kinks at 0). Derivative coefficients use `<He_n, h'> = <He_{n+1}, h>`, so only `g`
     itself is integrated (`g'` of a kinked activation is discontinuous).

@@ -1,6 +1,6 @@
 """The teacher-student model: `Scenario` (fixed structure) and `OrderParams` (the state).
 
-Convention (SPEC section 1, used everywhere in jaxdyn): inputs xi ~ N(0, I_N), student
+Convention (docs/conventions.md, used everywhere in jaxdyn): inputs xi ~ N(0, I_N), student
 pre-activations x_i = J_i . xi / sqrt(N), teacher y_n = B_n . xi / sqrt(N);
 sigma = sum_i v_i g(x_i), tau = sum_n w_n g*(y_n) (+ noise); Q = J J^T / N, R = J B^T / N,
 T = B B^T / N; online SGD J_i <- J_i + (eta / sqrt N) delta_i xi with

@@ -1,4 +1,4 @@
-"""Order-parameter ODEs of online SGD (SPEC section 1), for general K, M, T, activations and
+"""Order-parameter ODEs of online SGD (docs/conventions.md), for general K, M, T, activations and
 second-layer weights, with the `eta^2` term.
 
 Write all K + M units as one list (students 0..K-1, teachers K..K+M-1) with output weights
@@ -135,7 +135,7 @@ def _erf_i3_broadcast(C, K):
 def _erf_dd(C, K, uw):
     """sum_{a<=b} mult u_a u_b I4(i, k, a, b) for erf, for every pair i <= k (vectorised).
 
-    The erf I4 (SPEC section 2) needs L1 (depends on i, k, a only) and L2 (i, k, b) once per
+    The erf I4 (docs/conventions.md, Gaussian averages) needs L1 (depends on i, k, a only) and L2 (i, k, b) once per
     triple; only asin(L0 / sqrt(L1 L2)) is evaluated per quadruple, as an arctan (cheaper on CPU).
     """
     L = C.shape[-1]

@@ -7,7 +7,7 @@ write `W = sqrt(N) L U^T`, so `L L^T = C`. For a fresh input `xi ~ N(0, I_N)` th
 `z = U^T xi ~ N(0, I_{M+K})` and the rest `xi_perp` are independent, the fields are
 `(y, x) = W xi / sqrt(N) = L z`, and `|xi|^2 = |z|^2 + |xi_perp|^2` with `|xi_perp|^2 ~ chi^2_{N-K-M}`.
 For a minibatch `xi_1..xi_B` the Gram matrix is `xi_b . xi_c = z_b . z_c + Wish_bc` with `Wish` a
-Wishart(N - K - M, I_B) matrix independent of the z's. The SGD step (SPEC section 1,
+Wishart(N - K - M, I_B) matrix independent of the z's. The SGD step (docs/conventions.md,
 `J <- d J + (eta / (B sqrt N)) Delta^T Xi`, `d = 1 - eta lambda / N`,
 `Delta_bi = v_i g'(x_bi) (tau_b - sigma_b)`) changes the overlaps by
 

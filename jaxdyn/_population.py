@@ -10,7 +10,7 @@ theta = angle(e, w). Hence `dL/dw_j = v_j [sum_k v_k F(w_j, w_k) - sum_n u_n F(w
 `L = 1/2 (v^T G_ss v - 2 v^T G_st u + u^T G_tt u)` with
 `G(a, b) = E[relu(a.x) relu(b.x)] = |a| |b| (sin theta + (pi - theta) cos theta) / (2 pi)`.
 
-Relation to jaxdyn's order parameters (SPEC section 1): `w_j = J_j / sqrt(N)` and `d = N`, so
+Relation to jaxdyn's order parameters (docs/conventions.md): `w_j = J_j / sqrt(N)` and `d = N`, so
 `Q = W W^T`, `R = W W_teacher^T`, `T = W_teacher W_teacher^T`, and `L = eps_g`.
 
 Angles are computed as `2 atan2(|a^ - b^|, |a^ + b^|)` (accurate at theta ~ 0 and ~ pi, where

@@ -1,6 +1,6 @@
 """Online SGD of a student soft committee machine learning from a teacher: the finite-N simulation.
 
-Update rule exactly as SPEC section 1 (one convention everywhere): for one example
+Update rule exactly as docs/conventions.md (one convention everywhere): for one example
 `xi ~ N(0, I_N)`, `x = J xi / sqrt(N)`, `y = B xi / sqrt(N)`, `sigma = v . g(x)`,
 `tau = w . g*(y) + noise * zeta`, `delta_i = v_i g'(x_i) (tau - sigma)`,
 `J_i <- (1 - eta lambda / N) J_i + (eta / sqrt N) delta_i xi` (averaged over a minibatch of size B),

@@ -3,7 +3,7 @@
 Oostwal, Straat & Biehl, "Hidden unit specialization in layered neural networks: ReLU vs.
 sigmoidal activation", Physica A (2021), arXiv:1910.07476.
 
-Convention (SPEC §4): K = M students and teachers, outputs scaled `1/sqrt(K)`, students normalised
+Convention (docs/conventions.md, equilibrium statics): K = M students and teachers, outputs scaled `1/sqrt(K)`, students normalised
 (`Q_ii = 1`), orthonormal teacher (`T = I`). The free energy per weight is
 
     beta f = alpha K eps_g(R, Q) - s(R, Q),      s = 1/2 ln det(Q - R R^T),

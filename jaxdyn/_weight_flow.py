@@ -2,7 +2,7 @@
 diffrax, population gradient descent with a step size or any optax optimizer (infinite-batch
 training), recording the order parameters.
 
-Relation to jaxdyn's order-parameter ODE (SPEC section 1): with `w_j = J_j / sqrt(N)`, `d = N`,
+Relation to jaxdyn's order-parameter ODE (docs/conventions.md): with `w_j = J_j / sqrt(N)`, `d = N`,
 online SGD moves `w_j` by `-(eta / N) dL/dw_j` per example plus noise of zero mean; in
 `alpha = steps / N` the drift is `dW/dalpha = -eta dL/dW`, and the noise only enters at `O(eta^2)`.
 So the gradient flow `dW/dt = -dL/dW` is the small-learning-rate ODE (`eta2=False`) at

@@ -8,7 +8,7 @@
 # # Paper 000 — ReLU soft committee machines (Straat & Biehl, ESANN 2019)
 #
 # The order-parameter ODEs of online SGD for ReLU units, with the paper's initial conditions.
-# Convention (SPEC §1): `x_i = J_i·ξ/√N`, `Q = JJᵀ/N`, `R = JBᵀ/N`, `α = steps/N`.
+# Convention (docs/conventions.md): `x_i = J_i·ξ/√N`, `Q = JJᵀ/N`, `R = JBᵀ/N`, `α = steps/N`.
 # Set `JAXDYN_FAST_NB=1` for a quick run (the test suite does).
 
 # %%

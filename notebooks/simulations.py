@@ -10,7 +10,7 @@ import jaxdyn as jd; jd.enable_x64()  # noqa: E702
 # %% [markdown]
 # # SGD simulations against the order-parameter ODE
 #
-# `jaxdyn.simulate` runs online SGD of the student (update rule of SPEC section 1) on fresh
+# `jaxdyn.simulate` runs online SGD of the student (update rule of docs/conventions.md) on fresh
 # Gaussian examples, vmapped over seeds, recording `Q`, `R` and the analytic `eps_g` of the
 # measured overlaps. The initial overlaps are exact (Gram–Schmidt/Cholesky construction); the
 # first O(N) steps then add O(1/sqrt N) fluctuations that a prescribed symmetry breaking of

@@ -120,7 +120,7 @@ def test_relu_series_vs_exact_in_region(order):
 
 
 def test_relu_series_known_errors():
-    """The SPEC's independent figures (order 10, equicorrelation 0.3 / 0.5 / 0.7)."""
+    """Independently computed figures (order 10, equicorrelation 0.3 / 0.5 / 0.7)."""
     C = np.array([equi(r) for r in (0.3, 0.5, 0.7)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", jd.HermiteConvergenceWarning)

@@ -21,7 +21,7 @@ from jaxdyn._overlap_chain import overlap_factor, overlap_update
 
 
 def _weights_step(sc, J, B, Xi, zeta, eta, N):
-    """SPEC section 1, in NumPy: J <- (1 - eta lam / N) J + eta / (Bsz sqrt N) Delta^T Xi."""
+    """docs/conventions.md, in NumPy: J <- (1 - eta lam / N) J + eta / (Bsz sqrt N) Delta^T Xi."""
     g, gs = sc.g, sc.g_teacher
     x = Xi @ J.T / np.sqrt(N)
     y = Xi @ B.T / np.sqrt(N)

@@ -244,7 +244,7 @@ def test_relu_paper_values():
     e_s = jd.equilibrium(K=10, g=RELU, alpha=t10.alpha_c, guess=tuple(t10.spec_c), full=False)
     assert abs(float(e_u.beta_f - e_s.beta_f)) < 1e-10
     assert abs(float(e_s.R - e_s.S) - t10.jump) < 1e-8
-    # SPEC: the ReLU K >= 3 transition is not strictly continuous: a fold below alpha_inst
+    # independent recomputation: the ReLU K >= 3 transition is not strictly continuous: a fold below alpha_inst
     assert not t10.continuous and t10.jump > 0.01 and t10.alpha_inst - t10.alpha_s > 1e-3
 
 
