@@ -35,6 +35,20 @@ def test_docs_build_strict(tmp_path):
     assert "Integrate the order-parameter ODEs" in api
 
 
+def test_every_public_name_is_in_the_api_reference():
+    import inspect
+
+    import jaxdyn
+
+    documented = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        documented |= set(re.findall(r"::: jaxdyn\.(\w+)", page.read_text()))
+    public = [n for n in dir(jaxdyn) if not n.startswith("_")
+              and (inspect.isfunction(getattr(jaxdyn, n)) or inspect.isclass(getattr(jaxdyn, n)))]
+    missing = sorted(set(public) - documented)
+    assert not missing, f"public names missing from docs/api/*.md: {missing}"
+
+
 def _tracked_files():
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
