@@ -105,7 +105,7 @@ def single_relu(outdir, *, fast=False):
         ax.plot(x0, y0, "k.", ms=4)
     ax.plot(1, 0, "r*", ms=10)
     ax.set(xlabel="$w_1$", ylabel="$w_2$", aspect="equal",
-           title=r"$dV/dt<0$ everywhere but $w^*$ (blue); paper's ball dashed")
+           title=r"$dV/dt<0$ except at $w^*$; dashed: paper's ball")
     # (b) probability of starting in the ball vs the bound
     rs = np.geomspace(1e-3, 0.5, 12 if fast else 30)
     ax = axs[1]
@@ -200,10 +200,11 @@ def fig7(outdir, *, fast=False):
         ax.plot(*z, "ms", ms=7, label=(f"x0<y0 end ({z[0]:.3f}, {z[1]:.3f}), index {index}"
                                         if K > 2 else "x0<y0 end (0, 1): the permutation"))
         ax.plot(g, g, "k:", lw=0.6)
-        ax.set(xlabel="x", ylabel="y", title=f"K = {K}: w = (x, y, ..., y); arrows: direction, colour: log10 speed",
+        ax.set(xlabel="x", ylabel="y", title=f"K = {K}: cyclic ansatz w = (x, y, ..., y)",
                xlim=(g[0], g[-1]), ylim=(-0.05, 1.2))
         ax.legend(fontsize=7, loc="upper right")
         out[f"K={K}"] = {"saddle_y": ys, "x0<y0_endpoint": z, "index": index, "loss": loss}
+    fig.suptitle("arrows: direction of (dx/dt, dy/dt); colour: log10 of its length", fontsize=9)
     fig.savefig(outdir / "003-fig7.png", dpi=120)
     plt.close(fig)
     return out
