@@ -80,6 +80,32 @@ def trajectory_check(K: int, kind: str, eta_c: float, *, rel=0.02, alpha_max=Non
     return out
 
 
+def closed_form_eta_c(K):
+    """Conjectured closed form (found from the computed values, checked for K = 1..10): the smaller
+    root of `(K^2 + K + 2) eta^2 - 4 (K + 1)(K + 2) eta + 16 (K + 1) = 0` (~ 4 / K at large K)."""
+    K = np.asarray(K, float)
+    a, b, c = K * K + K + 2, 4 * (K + 1) * (K + 2), 16 * (K + 1)
+    return (b - np.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def plot_eta_c(rows, *, ax):
+    """eta_c against K from the rows of `large_k_thresholds` (dicts with K, teacher, eta_c)."""
+    for kind, m in (("isotropic", "o"), ("graded", "x")):
+        r = [x for x in rows if x["teacher"] == kind]
+        ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
+                mfc="none", label=f"T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
+    Ks = sorted({x["K"] for x in rows})
+    k = np.linspace(1, max(Ks), 200)
+    ax.plot(k, closed_form_eta_c(k), "k-", lw=0.8, label="closed form (conjecture)")
+    ax.plot(k, 4 / k, "k:", lw=0.8, label="4 / K")
+    ax.set(xlabel="K = M", ylabel=r"$\eta_c$ (perfect learning loses stability)", yscale="log",
+           title="ReLU, full $\\eta^2$ ODE (new result)")
+    ax.set_xticks(Ks)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
 @register("large-k-thresholds", "ReLU K=M=2..10 (T=I, T=diag(1..M)): perfect-learning eta_c(K), checked on trajectories")
 def large_k_thresholds(outdir, *, fast=False):
     import time
@@ -94,6 +120,7 @@ def large_k_thresholds(outdir, *, fast=False):
             t0 = time.perf_counter()
             th = perfect_learning_eta_c(K, kind)
             row = {"K": K, "teacher": kind, "eta_c": th.value, "tol": th.tol,
+                   "closed_form": float(closed_form_eta_c(K)),
                    "hopf": th.details["hopf"], "eigenvalue_at_eta_c": str(th.details["eigenvalue"]),
                    "seconds": time.perf_counter() - t0}
             if K in check_Ks:
@@ -101,16 +128,7 @@ def large_k_thresholds(outdir, *, fast=False):
             rows.append(row)
             print(row, flush=True)
     fig, ax = plt.subplots(figsize=(5.0, 3.6), constrained_layout=True)
-    for kind, m in (("isotropic", "o"), ("graded", "x")):
-        r = [x for x in rows if x["teacher"] == kind]
-        ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
-                mfc="none", label=f"T = {'I' if kind == 'isotropic' else 'diag(1..M)'}")
-    K = np.array(Ks, float)
-    ax.set(xlabel="K = M", ylabel=r"$\eta_c$ (perfect learning loses stability)", yscale="log",
-           title="ReLU, full $\\eta^2$ ODE (new result)")
-    ax.set_xticks(Ks)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    plot_eta_c(rows, ax=ax)
     fig.savefig(outdir / "large-k-thresholds.png", dpi=130)
     plt.close(fig)
     same = max(abs(a["eta_c"] - b["eta_c"]) for a, b in zip(rows[::2], rows[1::2]))
