@@ -43,9 +43,8 @@ from ._ode import (
     eps_g as eps_g,
     vector_field as vector_field,
 )
-from ._ode import eps_g as eps_g, vector_field as vector_field
 # second-layer learning (issue 15): Scenario(eta_v=...), OrderParams(v=...)
-from ._readout import readout_field as readout_field
+from ._ode import readout_field as readout_field
 from ._fixed_points import (
     Branch as Branch,
     FixedPoint as FixedPoint,

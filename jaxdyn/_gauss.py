@@ -16,9 +16,7 @@ inf - inf.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import _generic as generic_route
 from ._activations import AbstractActivation, Erf, Linear, ReLU, as_activation

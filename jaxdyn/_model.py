@@ -202,6 +202,12 @@ def readout(scenario: Scenario, op: OrderParams) -> jax.Array:
     return v / scenario.K if scenario.mean_field else v
 
 
+def gather(C, idx):
+    """Sub-covariances C[idx][:, idx] for a static index array idx of shape (..., n)."""
+    idx = jnp.asarray(idx)
+    return C[..., idx[..., :, None], idx[..., None, :]]
+
+
 def covariance(scenario: Scenario, op: OrderParams) -> jax.Array:
     """The (K+M) x (K+M) covariance `C = [[Q, R], [R^T, T]]` of `(x, y)`."""
     Q, R = op.Q, op.R

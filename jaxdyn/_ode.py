@@ -33,14 +33,9 @@ from ._closed_forms import erf_i3_entries, relu_moment_small
 from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
 from ._checks import check_order
 from ._hermite import hermite_in_region
-from ._model import OrderParams, Scenario, covariance, readout
+from ._model import OrderParams, Scenario, covariance, gather as gather, readout
+from ._readout import readout_terms
 from ._schedules import is_schedule
-
-
-def gather(C, idx):
-    """Sub-covariances C[idx][:, idx] for a static index array idx of shape (..., n)."""
-    idx = jnp.asarray(idx)
-    return C[..., idx[..., :, None], idx[..., None, :]]
 
 
 @functools.lru_cache(maxsize=None)
@@ -288,13 +283,9 @@ class OrderParamODE(diffrax.AbstractTerm):
     def field(self, y: OrderParams, eta) -> OrderParams:
         """Time derivatives `(dQ/dalpha, dR/dalpha)` (and `dv/dalpha` for a learned readout) at
         state `y` and learning rate `eta`."""
-        if self.scenario.learn_v:
-            # second-layer learning: the extended state; imported here because _readout builds on
-            # this module's fixed-readout field
-            from ._readout import readout_field
-
-            return readout_field(self.scenario, y, eta, eta2=self.eta2, i4=self.i4.method,
-                                 order=self.i4.order)
+        if self.scenario.learn_v:  # second-layer learning: the extended state (Q, R, v)
+            fixed = lambda sc, op, e: eqx.tree_at(lambda o: o.scenario, self, sc).fixed_readout_field(op, e)
+            return readout_terms(self.scenario, y, eta, fixed)
         return self.fixed_readout_field(y, eta)
 
     def fixed_readout_field(self, y: OrderParams, eta) -> OrderParams:
@@ -416,3 +407,20 @@ def eps_g(scenario: Scenario, op: OrderParams):
         - 2 * jnp.einsum("i,...in,n->...", v, Gqr, w)
         + jnp.einsum("n,...nm,m->...", w, Gtt, w)
     )
+
+
+def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True,
+                  i4: str = "exact", order: int = 10) -> OrderParams:
+    """`(dQ/dalpha, dR/dalpha, dv/dalpha)` for a scenario that learns its readout (module doc).
+
+    `op` must carry `v` (leading batch axes allowed, the same for Q, R, v). `jaxdyn.vector_field`
+    calls this for such a scenario; the options are those of `vector_field`.
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1, g=jaxdyn.Erf(), eta_v=0.3)
+        >>> op = jaxdyn.OrderParams(Q=[[0.5]], R=[[0.5]], v=[0.8])
+        >>> jaxdyn.readout_field(sc, op, 0.5).v  # 0.3 (I2(x, y) - 0.8 I2(x, x)) = 0.0040
+    """
+    if not scenario.learn_v:
+        raise ValueError("readout_field needs a scenario that learns v (pass eta_v= to Scenario)")
+    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).field(op, eta)

@@ -42,8 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._gauss import I2
-from ._model import OrderParams, Scenario, covariance, readout
-from ._ode import fixed_readout_field, gather
+from ._model import OrderParams, Scenario, covariance, gather, readout
 
 
 def readout_scale(scenario: Scenario) -> float:
@@ -51,18 +50,10 @@ def readout_scale(scenario: Scenario) -> float:
     return 1.0 / scenario.K if scenario.mean_field else 1.0
 
 
-def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True,
-                  i4: str = "exact", order: int = 10) -> OrderParams:
-    """`(dQ/dalpha, dR/dalpha, dv/dalpha)` for a scenario that learns its readout (module doc).
-
-    `op` must carry `v` (leading batch axes allowed, the same for Q, R, v). `jaxdyn.vector_field`
-    calls this for such a scenario; the options are those of `vector_field`.
-
-    Example:
-        >>> sc = jaxdyn.Scenario(K=1, M=1, g=jaxdyn.Erf(), eta_v=0.3)
-        >>> op = jaxdyn.OrderParams(Q=[[0.5]], R=[[0.5]], v=[0.8])
-        >>> jaxdyn.readout_field(sc, op, 0.5).v  # 0.3 (I2(x, y) - 0.8 I2(x, x)) = 0.0040
-    """
+def readout_terms(scenario: Scenario, op: OrderParams, eta, fixed_field) -> OrderParams:
+    """`(dQ/dalpha, dR/dalpha, dv/dalpha)` for a scenario that learns its readout (module doc);
+    `fixed_field(scenario, op, eta)` is the fixed-readout field (`jaxdyn.OrderParamODE` passes its
+    own), evaluated with the current effective readout. Public entry: `jaxdyn.readout_field`."""
     if not scenario.learn_v:
         raise ValueError("readout_field needs a scenario that learns v (pass eta_v= to Scenario)")
     if op.v is None:
@@ -72,7 +63,7 @@ def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True
     batch = op.Q.shape[:-2]
     if op.v.shape != batch + (scenario.K,):
         raise ValueError(f"v must have shape {batch + (scenario.K,)}, got {op.v.shape}")
-    kw = dict(eta2=eta2, i4=i4, order=order)
+    kw = dict(fixed_field=fixed_field)
     if not batch:
         return _field_one(scenario, op, jnp.asarray(eta), **kw)
     n = math.prod(batch)
@@ -88,12 +79,11 @@ def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True
                        v=d.v.reshape(batch + (K,)))
 
 
-def _field_one(scenario, op, eta, *, eta2, i4, order):
-    K, M = scenario.K, scenario.M
+def _field_one(scenario, op, eta, *, fixed_field):
     u = readout(scenario, op)
     # the first layer sees the current effective readout u = s v
     sc_u = eqx.tree_at(lambda s: s.v, scenario, u)
-    d = fixed_readout_field(sc_u, OrderParams(Q=op.Q, R=op.R), eta, eta2=eta2, i4=i4, order=order)
+    d = fixed_field(sc_u, OrderParams(Q=op.Q, R=op.R), eta)
     C = covariance(scenario, op)
     Gqq, Gqr = pair_averages(scenario, C)
     s = readout_scale(scenario)

@@ -56,8 +56,10 @@ def test_ode_object_is_a_diffrax_term_and_an_optimistix_function():
 
 
 def test_i4_options_and_old_spellings_agree():
-    sc = jd.Scenario(K=2, M=1, T=jnp.array([[1.0]]), g=jd.ReLU())
-    op = jd.OrderParams(Q=jnp.array([[0.5, 0.1], [0.1, 0.4]]), R=jnp.array([[0.2], [0.3]]))
+    # K + M = 4 units: the series only replaces moments of four distinct units (fewer are exact)
+    sc = jd.Scenario(K=2, M=2, g=jd.ReLU())
+    op = jd.OrderParams(Q=jnp.array([[0.5, 0.1], [0.1, 0.4]]),
+                        R=jnp.array([[0.2, 0.1], [0.3, 0.05]]))
     a = jd.OrderParamODE(sc, eta=0.8, i4=jd.HermiteI4(6)).vf(0.0, op, None)
     b = jd.vector_field(sc, op, 0.8, i4="hermite", order=6)
     # the same formula; vf runs it compiled (XLA fuses, so rounding may differ by a few ulps)

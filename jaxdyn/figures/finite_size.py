@@ -103,9 +103,8 @@ def slope_fit(Ns, esc):
 
 
 def plot(d, path):
-    from .paper000 import _plt
+    import matplotlib.pyplot as plt
 
-    plt = _plt()
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.4))
     a = d["alpha"]
     cols = plt.cm.viridis(np.linspace(0, 0.85, len(d["Ns"])))

@@ -13,7 +13,6 @@ from .._reproduce import register
 
 
 def _plt():
-    import matplotlib
     import matplotlib.pyplot as plt
 
     return plt

@@ -30,7 +30,6 @@ def learning_curve(eta=1.0, alpha_max=300.0, n=400, **kw):
 
 @register("001-learning-curve", "K=M=2 ReLU, T=diag(1,2), eta=1 (exact I4): Q, R, eps_g; eta=1.3 diverges")
 def learning_curve_figure(outdir, *, fast=False):
-    import matplotlib
     import matplotlib.pyplot as plt
 
     n = 120 if fast else 400
@@ -82,7 +81,6 @@ def series_vs_exact(n=200, order=10):
 
 @register("001-series-vs-exact", "eta=1 learning curve: order-10 Hermite series vs exact I4")
 def series_vs_exact_figure(outdir, *, fast=False):
-    import matplotlib
     import matplotlib.pyplot as plt
 
     ex, hs, a, d_eps, d_op = series_vs_exact(n=80 if fast else 300)

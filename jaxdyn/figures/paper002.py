@@ -273,7 +273,6 @@ def full_hessian_along(K, g, branch, alphas):
 @register("002-full-hessian", "paper 002: R < S (and R > S) ReLU states classified by the full Hessian, K=3,4,5,10")
 def full_hessian_table(outdir, *, fast=False):
     import matplotlib.pyplot as plt
-    from scipy.optimize import brentq
 
     import jaxdyn as jd
 

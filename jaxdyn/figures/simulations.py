@@ -17,7 +17,6 @@ from .._reproduce import register
 
 def pyplot():
     """matplotlib.pyplot (the backend is the caller's: the CLI and CI set MPLBACKEND=Agg)."""
-    import matplotlib
     import matplotlib.pyplot as plt
 
     return plt
@@ -112,7 +111,6 @@ def _rms_z(d, lo=0.0, hi=np.inf):
 
 @register("001-fig1", "Paper 001 fig. 1: K=M=2 ReLU, T=diag(1,2), eta=1, SGD (N=1000, 10 seeds) vs ODE (exact I4)")
 def fig001_1(outdir, *, fast=False):
-    import jax.numpy as jnp
 
     import jaxdyn as jd
 

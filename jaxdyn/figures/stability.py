@@ -12,7 +12,6 @@ from .._reproduce import register
 
 
 def _plt():
-    import matplotlib
     import matplotlib.pyplot as plt
 
     return plt

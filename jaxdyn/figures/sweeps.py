@@ -19,7 +19,6 @@ REGIME_NAMES = {-1: "failed", 0: "monotonic", 1: "non-monotonic", 2: "divergent"
 
 
 def _plt():
-    import matplotlib
     import matplotlib.pyplot as plt
 
     return plt
