@@ -57,6 +57,7 @@ import jax.random as jr
 import numpy as np
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
+from ._solution import SimResult
 
 
 __all__ = ["simulate_overlaps", "overlap_update", "overlap_factor"]
@@ -523,7 +524,6 @@ def simulate_overlaps(
         (4, 2, 2, 2)
     """
     from ._ode import eps_g as _eps_g
-    from ._simulate import SimResult
 
     if not isinstance(scenario, Scenario):
         raise ValueError(f"expected a jaxdyn.Scenario, got {type(scenario).__name__}")

@@ -67,6 +67,8 @@ import jax.random as jr
 import numpy as np
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
+from ._overlap_chain import simulate_overlaps
+from ._solution import SimResult as SimResult
 from ._schedules import check_schedule, is_schedule
 
 
@@ -355,45 +357,6 @@ def _spec(scenario, N, rng):
 # ----------------------------------------------------------------------------- simulate
 
 
-class SimResult(eqx.Module):
-    """Recorded order parameters of SGD simulations.
-
-    Fields: `alpha` (n,) the recording times (`steps / N`, the requested alphas rounded to whole
-    steps), `steps` (n,) int, `Q` (S, n, K, K), `R` (S, n, K, M), `eps_g` (S, n) (analytic
-    `jaxdyn.eps_g` of the measured overlaps, noise-free, float64 if enabled), `eps_test` (S, n) or
-    None (mean of (sigma - tau)^2 / 2 over `n_test` fresh noise-free inputs at each record),
-    `seeds` (S,), `eta`, `N`, and `v` (S, n, K), the readout, when it learns (else None). With a 1-D `eta` every array field gains a leading eta axis:
-    `Q` is (n_eta, S, n, K, K).
-    Helpers: `order_params`, `mean(field)`, `std(field)` (over seeds).
-    """
-
-    alpha: jax.Array
-    steps: jax.Array
-    Q: jax.Array
-    R: jax.Array
-    eps_g: jax.Array
-    eps_test: jax.Array | None
-    seeds: jax.Array
-    eta: jax.Array
-    N: int = eqx.field(static=True)
-    v: jax.Array | None = None
-
-    @property
-    def order_params(self) -> OrderParams:
-        return OrderParams(Q=self.Q, R=self.R, v=self.v)
-
-    def _seed_axis(self):
-        return 1 if np.ndim(self.eta) == 1 else 0
-
-    def mean(self, field: str = "eps_g"):
-        return jnp.mean(getattr(self, field), axis=self._seed_axis())
-
-    def std(self, field: str = "eps_g"):
-        x = getattr(self, field)
-        ax = self._seed_axis()
-        return jnp.std(x, axis=ax, ddof=1 if x.shape[ax] > 1 else 0)
-
-
 def _default_chunk(N, batch, n_seeds):
     # one chunk of random numbers: ~2^16 floats per seed (fits the L2 cache), at least 1 step
     per = max(1, (1 << 16) // max(1, N * batch))
@@ -563,8 +526,6 @@ def simulate(
     from ._ode import eps_g as _eps_g
 
     if method == "overlaps":
-        from ._overlap_chain import simulate_overlaps
-
         return simulate_overlaps(scenario, op0, eta=eta, N=N, alphas=alphas, seeds=seeds,
                                  dtype=dtype, record_every=record_every, alpha_max=alpha_max,
                                  n_test=n_test, rng=rng, chunk=chunk)

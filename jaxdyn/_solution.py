@@ -222,3 +222,42 @@ def solve(ode: OrderParamODE, op0: OrderParams, alphas, alpha0, *, solver, steps
         num_steps=sol.stats["num_steps"], alpha_left_series=left, Q_end=yend.Q, R_end=yend.R,
         alpha_stop=jnp.where(stopped, alpha_end, jnp.nan), v=v,
     )
+
+
+class SimResult(eqx.Module):
+    """Recorded order parameters of SGD simulations.
+
+    Fields: `alpha` (n,) the recording times (`steps / N`, the requested alphas rounded to whole
+    steps), `steps` (n,) int, `Q` (S, n, K, K), `R` (S, n, K, M), `eps_g` (S, n) (analytic
+    `jaxdyn.eps_g` of the measured overlaps, noise-free, float64 if enabled), `eps_test` (S, n) or
+    None (mean of (sigma - tau)^2 / 2 over `n_test` fresh noise-free inputs at each record),
+    `seeds` (S,), `eta`, `N`, and `v` (S, n, K), the readout, when it learns (else None). With a 1-D `eta` every array field gains a leading eta axis:
+    `Q` is (n_eta, S, n, K, K).
+    Helpers: `order_params`, `mean(field)`, `std(field)` (over seeds).
+    """
+
+    alpha: jax.Array
+    steps: jax.Array
+    Q: jax.Array
+    R: jax.Array
+    eps_g: jax.Array
+    eps_test: jax.Array | None
+    seeds: jax.Array
+    eta: jax.Array
+    N: int = eqx.field(static=True)
+    v: jax.Array | None = None
+
+    @property
+    def order_params(self) -> OrderParams:
+        return OrderParams(Q=self.Q, R=self.R, v=self.v)
+
+    def _seed_axis(self):
+        return 1 if np.ndim(self.eta) == 1 else 0
+
+    def mean(self, field: str = "eps_g"):
+        return jnp.mean(getattr(self, field), axis=self._seed_axis())
+
+    def std(self, field: str = "eps_g"):
+        x = getattr(self, field)
+        ax = self._seed_axis()
+        return jnp.std(x, axis=ax, ddof=1 if x.shape[ax] > 1 else 0)
