@@ -27,6 +27,9 @@ def _examples():
 
 EXAMPLES = _examples()
 SLOW = {"fold_eta"}  # a continuation to the fold with its refinement: ~1 min on 2 cores
+# paper 002 statics: transition finders and the sampler compile for ~1 min on 2 cores
+SLOW |= {"specialisation_transition", "specialised_branch", "equilibrium", "sample_gibbs",
+         "large_K_transition", "unspecialised_branch", "single_unit", "full_hessian"}
 
 
 def test_public_api_has_examples():
