@@ -29,6 +29,9 @@ EXAMPLES = _examples()
 SLOW = {"fold_eta"}  # a continuation to the fold with its refinement: ~1 min on 2 cores
 # gradients through diffrax: each example compiles a reverse-mode solve (~10-60 s on 2 cores)
 SLOW |= {"schedule_gradient", "optimize_schedule", "best_constant_eta", "pontryagin"}
+# paper 002 statics: transition finders and the sampler compile for ~1 min on 2 cores
+SLOW |= {"specialisation_transition", "specialised_branch", "equilibrium", "sample_gibbs",
+         "large_K_transition", "unspecialised_branch", "single_unit", "full_hessian"}
 
 
 def test_public_api_has_examples():

@@ -205,6 +205,7 @@ def test_alpha_inst_closed_forms():
                    - np.pi * (4 - r * r) ** 1.5 / (2 * r * (1 - C))) < 1e-11
 
 
+@pytest.mark.slow  # ~80 s on 2 loaded cores (the full-Hessian compile); closed forms stay in default
 @pytest.mark.parametrize("K,g", [(2, RELU), pytest.param(3, RELU, marks=pytest.mark.slow),
                                  pytest.param(3, ERF, marks=pytest.mark.slow)])
 def test_alpha_inst_is_the_full_hessian_zero_crossing(K, g):
@@ -261,6 +262,7 @@ def test_relu_large_K():
     assert abs(float(eq.eps_g) - (0.25 - 0.5 / np.pi)) < 0.01
 
 
+@pytest.mark.slow  # ~55 s on 2 loaded cores (compiles the erf transition paths)
 def test_erf_paper_values():
     t2 = jd.specialisation_transition(K=2, g=ERF)
     assert t2.continuous and abs(t2.alpha_c - 23.7) < 0.05  # paper: alpha_c(2) ~ 23.7
