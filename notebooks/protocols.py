@@ -89,7 +89,10 @@ fig.tight_layout()
 # %% [markdown]
 # ## The same schedule in SGD
 #
-# `simulate` accepts the schedule (eta evaluated at alpha = t / N before step t).
+# `simulate` accepts the schedule (eta evaluated at alpha = t / N before step t). Mind the
+# finite-size effect of the symmetric plateau: at N = 1000 the O(1/sqrt N) fluctuations of the
+# first steps, not R0 = 1e-3, decide when SGD leaves the plateau, so the SGD runs escape earlier
+# than the nominal ODE (see `jaxdyn.simulate` and `jaxdyn.matched_theory`).
 
 # %%
 N = 1000 if FAST else 10_000
