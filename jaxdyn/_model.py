@@ -140,8 +140,8 @@ class Scenario(eqx.Module):
             check_psd(T_c, "T", strict=True)
         for name, raw in (("noise", noise), ("weight_decay", weight_decay)):
             val = concrete(raw)
-            if val is not None and val.ndim == 0 and float(val) < 0:
-                raise ValueError(f"{name} must be >= 0, got {float(val)}")
+            if val is not None and (np.any(~np.isfinite(val)) or np.any(val < 0)):
+                raise ValueError(f"{name} must be finite and >= 0, got {val}")
         bs = concrete(batch_size)
         if bs is not None and bs.ndim == 0 and float(bs) < 1:
             raise ValueError(f"batch_size must be >= 1, got {float(bs)}")

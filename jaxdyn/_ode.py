@@ -33,7 +33,7 @@ from ._closed_forms import erf_i3_entries, relu_moment_small
 from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
 from ._checks import check_order
 from ._hermite import hermite_in_region
-from ._model import OrderParams, Scenario, covariance, gather as gather, readout
+from ._model import OrderParams, Scenario, check_order_params, covariance, gather as gather, readout
 from ._readout import readout_terms
 from ._schedules import is_schedule
 
@@ -385,6 +385,7 @@ def eps_g(scenario: Scenario, op: OrderParams):
         >>> jaxdyn.eps_g(jaxdyn.Scenario(K=1, M=1), jaxdyn.OrderParams(Q=[[1.0]], R=[[0.0]]))
         >>> # = 1/2 - 1/(2 pi)
     """
+    check_order_params(scenario, op)  # concrete inputs only: free under jit and inside solves
     K, M = scenario.K, scenario.M
     g, gs = scenario.g, scenario.g_teacher
     C = covariance(scenario, op)

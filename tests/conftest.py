@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the CLI switches on the persistent compilation cache (and compiles out equinox's runtime checks
+# for it); tests that call it in-process must not change the rest of the session: tests/test_cache.py
+# checks the cache in subprocesses
+os.environ["JAXDYN_NO_CACHE"] = "1"
 
 import jax
 
