@@ -25,7 +25,7 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base).expanduser() / "jaxdyn" / "jax"
 
 
-def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.1) -> pathlib.Path:
+def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.0) -> pathlib.Path:
     """Switch on JAX's persistent compilation cache (for this process) and return its folder.
 
     **Arguments:**
