@@ -18,3 +18,15 @@ import pytest
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's in-memory compilation caches after each test module: the whole suite compiles
+    thousands of programs, and keeping them all grew the process past 6 GB (two whole-suite runs
+    aborted inside XLA late in the run; every module passes on its own)."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
