@@ -86,3 +86,35 @@ def check_order(order) -> int:
             "10 is the default, higher is more accurate and slower"
         )
     return int(order)
+
+
+def sim_schedule(*, dtype, alphas, record_every, alpha_max, N: int, seeds):
+    """The simulators' shared argument handling: checked `dtype`, the recorded `steps`, the steps
+    between records `nsteps` (int32) and the `seed_list`."""
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype=float64 needs jaxdyn.enable_x64() first")
+    if alphas is None:
+        if record_every is None or alpha_max is None:
+            raise ValueError("pass alphas, or record_every (steps) together with alpha_max")
+        steps = np.arange(0, int(round(alpha_max * N)) + 1, int(record_every))
+    else:
+        a = np.asarray(alphas, dtype=float).reshape(-1)
+        if a.size == 0 or np.any(a < 0) or np.any(np.diff(a) < 0) or not np.all(np.isfinite(a)):
+            raise ValueError("alphas must be a non-empty, non-decreasing array of times >= 0")
+        steps = np.rint(a * N).astype(np.int64)
+    if steps[-1] >= 2**31 - 1:
+        raise ValueError("more than 2^31 steps are not supported")
+    nsteps = np.diff(np.concatenate([[0], steps])).astype(np.int32)
+    if np.isscalar(seeds) or np.ndim(seeds) == 0:
+        S = int(seeds)
+        if S < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        seed_list = np.arange(S)
+    else:
+        seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    return dtype, steps, nsteps, seed_list

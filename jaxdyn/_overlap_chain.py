@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._checks import sim_schedule
 from ._model import OrderParams, Scenario, check_eta, check_order_params
 from ._solution import SimResult
 
@@ -539,30 +540,9 @@ def simulate_overlaps(
         raise ValueError("simulate needs a scalar integer batch_size in the Scenario")
     check_order_params(scenario, op0)
     check_eta(eta)
-    dtype = jnp.dtype(dtype)
-    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype=float64 needs jaxdyn.enable_x64() first")
-    if alphas is None:
-        if record_every is None or alpha_max is None:
-            raise ValueError("pass alphas, or record_every (steps) together with alpha_max")
-        steps = np.arange(0, int(round(alpha_max * N)) + 1, int(record_every))
-    else:
-        a = np.asarray(alphas, dtype=float).reshape(-1)
-        if a.size == 0 or np.any(a < 0) or np.any(np.diff(a) < 0) or not np.all(np.isfinite(a)):
-            raise ValueError("alphas must be a non-empty, non-decreasing array of times >= 0")
-        steps = np.rint(a * N).astype(np.int64)
-    if steps[-1] >= 2**31 - 1:
-        raise ValueError("more than 2^31 steps are not supported")
-    nsteps = np.diff(np.concatenate([[0], steps])).astype(np.int32)
-    if np.isscalar(seeds) or np.ndim(seeds) == 0:
-        S = int(seeds)
-        if S < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
-        seed_list = np.arange(S)
-    else:
-        seed_list = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    dtype, steps, nsteps, seed_list = sim_schedule(
+        dtype=dtype, alphas=alphas, record_every=record_every, alpha_max=alpha_max, N=N,
+        seeds=seeds)
     if np.ndim(op0.Q) not in (2, 3) or (np.ndim(op0.Q) == 3 and np.shape(op0.Q)[0] != len(seed_list)):
         raise ValueError("op0 must be one OrderParams (Q (K, K), R (K, M)) or one per seed "
                          f"(Q (S, K, K), R (S, K, M) with S = {len(seed_list)} seeds)")

@@ -15,7 +15,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_docs_build_strict(tmp_path):
-    pytest.importorskip("mkdocs")  # the dev extra installs it; CI runs with the dev extra
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", JAXDYN_DOCS_EXECUTE="false")
     out = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
