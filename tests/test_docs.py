@@ -4,7 +4,6 @@ link or a missing page fails), and no file of the repository points outside it."
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -49,8 +48,6 @@ def test_every_public_name_is_in_the_api_reference():
 
 
 def _tracked_files():
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
     return [ROOT / p for p in out.stdout.split() if (ROOT / p).is_file()]
 
