@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
