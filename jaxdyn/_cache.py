@@ -25,12 +25,18 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base).expanduser() / "jaxdyn" / "jax"
 
 
-def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.0) -> pathlib.Path:
+def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.0,
+                             traces: bool = False) -> pathlib.Path:
     """Switch on JAX's persistent compilation cache (for this process) and return its folder.
 
     **Arguments:**
     - `path`: the cache folder (created if missing); default `default_cache_dir()`.
     - `min_compile_time_secs`: programs that compile faster than this are not written.
+    - `traces`: also keep `integrate`'s traced solves (serialised with `jax.export`, in
+      `path/traces`), so that a new process skips tracing too (about a second for a ReLU solve).
+      An entry is keyed on everything static in the call, the package versions and a hash of
+      jaxdyn's source; calls with user functions in their static part are never cached. The
+      `jaxdyn` command switches it on.
 
     Programs that contain host callbacks are never cached by JAX. Equinox's runtime checks
     (`eqx.error_if`, e.g. diffrax's checks of `SaveAt` times) are such callbacks, so a solve is only
@@ -52,4 +58,8 @@ def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.0) -
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if traces:
+        from . import _trace_cache
+
+        _trace_cache.enable(folder / "traces")
     return folder

@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     if _use_cache(args):
         from ._cache import enable_compilation_cache
 
-        enable_compilation_cache()
+        enable_compilation_cache(traces=True)
         # JAX never caches a program with host callbacks, and equinox's runtime checks are such
         # callbacks (in every diffrax solve). The command checks its inputs on the host before it
         # compiles, so it compiles those checks out, unless the user chose EQX_ON_ERROR.

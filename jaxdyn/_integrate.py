@@ -11,6 +11,7 @@ from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_i4
 from ._solution import RESULTS as RESULTS, Trajectory as Trajectory, solve, throw_if_failed
 from ._schedules import check_schedule, declare_jumps, is_schedule
+from . import _trace_cache as trace_cache
 
 
 ETA_HINT = ("for several learning rates use jaxdyn.sweep(..., eta=etas), or "
@@ -21,6 +22,10 @@ ETA_HINT = ("for several learning rates use jaxdyn.sweep(..., eta=etas), or "
 def _solve(ode, op0, alphas, t0, *, solver, controller, dt0, max_steps, blowup, adjoint):
     return solve(ode, op0, alphas, t0, solver=solver, stepsize_controller=controller, dt0=dt0,
                  max_steps=max_steps, blowup=blowup, adjoint=adjoint)
+
+
+def _solve_positional(ode, op0, alphas, t0, solver, controller, **opts):
+    return _solve(ode, op0, alphas, t0, solver=solver, controller=controller, **opts)
 
 
 def integrate(
@@ -100,10 +105,11 @@ def integrate(
         v0 = jnp.asarray(scenario.v if op0.v is None else op0.v, dtype)
     op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype), v=v0)
     ode = OrderParamODE(scenario, eta=eta, eta2=eta2, i4=i4)
-    traj = _solve(
-        ode, op0, alphas, jnp.asarray(alpha0, dtype), solver=solver,
-        controller=stepsize_controller, dt0=dt0, max_steps=max_steps, blowup=blowup,
-        adjoint=adjoint,
-    )
+    args = (ode, op0, alphas, jnp.asarray(alpha0, dtype), solver, stepsize_controller)
+    opts = dict(dt0=dt0, max_steps=max_steps, blowup=blowup, adjoint=adjoint)
+    # with the trace cache on (the jaxdyn command), a new process loads the traced solve from disk
+    traj = trace_cache.cached_solve(_solve_positional, args, opts) if trace_cache.enabled() else None
+    if traj is None:
+        traj = _solve_positional(*args, **opts)
     # a run-time check (equinox error): it raises under jit and vmap too, never on divergence
     return throw_if_failed(traj, traj.status) if throw else traj
