@@ -21,7 +21,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxdyn as jd
-from jaxdyn import _hermite as H
+from jaxdyn._averages import hermite as H
 
 
 def random_covs(n, seed=0):

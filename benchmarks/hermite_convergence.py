@@ -26,7 +26,7 @@ jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jaxdyn as jd
-from jaxdyn._hermite import hermite_i4
+from jaxdyn._averages.hermite import hermite_i4
 
 
 ORDERS = (6, 8, 10, 12, 14)
@@ -137,7 +137,7 @@ def main():
             bad = allsr[err > tol]
             first_bad = bad.min() if bad.size else np.inf
             limits[(N, tol)] = float(np.floor(100 * allsr[allsr < first_bad].max()) / 100)
-    from jaxdyn._hermite import REGION_LIMITS
+    from jaxdyn._averages.hermite import REGION_LIMITS
 
     w("## Trusted region (`jaxdyn.hermite_in_region`)\n")
     w("Criterion: the spectral radius `rho(|R|)` of the matrix of absolute correlations `|rho_ij|`")
@@ -154,7 +154,7 @@ def main():
         w(f"| {tol:g} (`REGION_LIMITS`) | "
           + " | ".join(f"{REGION_LIMITS.get(tol, {}).get(N, float('nan')):.2f}" for N in ORDERS) + " |")
     w("")
-    w("`REGION_LIMITS` (in `jaxdyn/_hermite.py`) are the measured limits minus a 0.02 margin.")
+    w("`REGION_LIMITS` (in `jaxdyn/_averages/hermite.py`) are the measured limits minus a 0.02 margin.")
     w("")
     print("REGION_LIMITS = " + repr({tol: {N: limits[(N, tol)] for N in ORDERS} for tol in TOLS}),
           file=sys.stderr)

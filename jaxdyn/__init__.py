@@ -19,7 +19,7 @@ from ._cache import (
     default_cache_dir as default_cache_dir,
     enable_compilation_cache as enable_compilation_cache,
 )
-from ._gauss import I2 as I2, I3 as I3, I4 as I4, J2 as J2
+from ._averages import I2 as I2, I3 as I3, I4 as I4, J2 as J2
 from ._activations import (
     Abs as Abs,
     GELU as GELU,
@@ -28,7 +28,7 @@ from ._activations import (
     Swish as Swish,
     Tanh as Tanh,
 )
-from ._hermite import (
+from ._averages import (
     HermiteConvergenceWarning as HermiteConvergenceWarning,
     hermite_coefficients as hermite_coefficients,
     hermite_in_region as hermite_in_region,

@@ -148,7 +148,7 @@ def _registry() -> dict[str, type]:
 
 
 # ------------------------------------------------------------------ more activations (issue 3)
-# Averages of these use the generic route (`jaxdyn._generic`): exact ReLU reductions for the
+# Averages of these use the generic route (`jaxdyn._averages.generic`): exact ReLU reductions for the
 # piecewise-linear ones (LeakyReLU, Abs), Gauss-Hermite quadrature for I2/I3/J2 and the Hermite
 # series for I4 otherwise.
 

@@ -10,8 +10,9 @@ from ._checks import check_alphas, check_eta
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_i4
 from ._solution import RESULTS as RESULTS, Trajectory as Trajectory, solve, throw_if_failed
-from ._schedules import check_schedule, declare_jumps, is_schedule
+from ._schedules import AbstractSchedule, check_schedule, declare_jumps, is_schedule
 from . import _trace_cache as trace_cache
+from ._typing import Scalar, Times
 
 
 ETA_HINT = ("for several learning rates use jaxdyn.sweep(..., eta=etas), or "
@@ -32,8 +33,8 @@ def integrate(
     scenario: Scenario,
     op0: OrderParams,
     *,
-    eta,
-    alphas,
+    eta: Scalar | AbstractSchedule,
+    alphas: Times,
     eta2: bool = True,
     i4: str = "exact",
     order: int = 10,

@@ -173,7 +173,7 @@ class Scenario(eqx.Module):
 
 def _check_readout_averages(g, gs) -> None:
     """dv/dalpha needs I2 = E[g(x) g(x')] for (g, g) and (g, g*): refuse activations without it."""
-    from ._gauss import I2
+    from ._averages import I2
 
     cov = np.array([[1.0, 0.3], [0.3, 0.8]])
     for acts in ((g, g), (g, gs)):

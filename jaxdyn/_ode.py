@@ -29,10 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._activations import Erf, ReLU
-from ._closed_forms import erf_i3_entries, relu_moment_small
-from ._gauss import gauss_i2, gauss_i3, gauss_i4, gauss_j2
+from ._averages import (
+    erf_i3_entries,
+    gauss_i2,
+    gauss_i3,
+    gauss_i4,
+    gauss_j2,
+    hermite_in_region,
+    relu_moment_small,
+)
 from ._checks import check_order
-from ._hermite import hermite_in_region
 from ._model import OrderParams, Scenario, check_order_params, covariance, gather as gather, readout
 from ._readout import readout_terms
 from ._schedules import is_schedule

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._averages import sqrt_pos
+
 
 _ANGLES = ("stable", "gram")
 
@@ -37,9 +39,7 @@ def _is_tracer(x) -> bool:
 
 def safe_norm(x, axis=-1):
     """Euclidean norm along `axis` whose derivative at the zero vector is 0 (not nan)."""
-    s = jnp.sum(x * x, axis=axis)
-    pos = s > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
+    return sqrt_pos(jnp.sum(x * x, axis=axis))
 
 
 def _unit(x):
@@ -52,11 +52,6 @@ def _angle_from_units(a_hat, b_hat):
     dm = safe_norm(a_hat - b_hat)
     dp = safe_norm(a_hat + b_hat)
     return 2 * jnp.arctan2(dm, dp), 2 * jnp.arctan2(dp, dm)
-
-
-def _safe_sqrt(s):
-    pos = s > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, s, 1.0)), 0.0)
 
 
 def vector_angle(a, b):
@@ -137,11 +132,11 @@ def _pair_angles(A_hat, B_hat, angles):
         # materialise the reduction (else XLA may fuse it into each consumer and redo it)
         near = jax.lax.optimization_barrier(near)
         far = jnp.maximum(4.0 - near, 0.0)
-        dm = _safe_sqrt(jnp.where(c >= 0, near, far))
-        dp = _safe_sqrt(jnp.where(c >= 0, far, near))
+        dm = sqrt_pos(jnp.where(c >= 0, near, far))
+        dp = sqrt_pos(jnp.where(c >= 0, far, near))
     else:
         c = jnp.clip(c, -1.0, 1.0)
-        dm, dp = _safe_sqrt(2 - 2 * c), _safe_sqrt(2 + 2 * c)
+        dm, dp = sqrt_pos(2 - 2 * c), sqrt_pos(2 + 2 * c)
     return 2 * jnp.arctan2(dm, dp), 2 * jnp.arctan2(dp, dm)
 
 

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._gauss import I2
+from ._averages import I2
 from ._model import OrderParams, Scenario, covariance, gather, readout
 
 

@@ -15,6 +15,18 @@ import numpy as np
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Work units for pytest-xdist (`--dist loadgroup`): a whole test file per worker, so that a
+    module's compiled programs are shared by its tests, except the notebooks, which are long
+    and independent: one unit each."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            path, _, rest = item.nodeid.partition("::")
+            group = item.nodeid if path.endswith("test_notebooks.py") else path
+            item.add_marker(pytest.mark.xdist_group(group.replace("/", ".").replace("@", "_")))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)

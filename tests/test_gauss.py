@@ -9,6 +9,8 @@ from scipy.special import erf as sp_erf
 
 import jaxdyn as jd
 
+from helpers import directional_difference, mc_mean, random_covariances
+
 
 N_MC = 1_000_000
 
@@ -21,19 +23,12 @@ ACTS = {
 
 def random_covs(rng, n, count=10):
     """Random covariances with non-unit variances (between ~0.2 and ~4)."""
-    out = []
-    for _ in range(count):
-        A = rng.normal(size=(n, n + 1))
-        C = A @ A.T / (n + 1)
-        s = np.exp(rng.uniform(-0.8, 0.7, size=n))
-        out.append(C * np.outer(s, s))
-    return np.array(out)
+    return random_covariances(rng, n, count)
 
 
 def mc(cov, fn, rng, n=N_MC):
     z = rng.normal(size=(n, cov.shape[0])) @ np.linalg.cholesky(cov + 1e-15 * np.eye(len(cov))).T
-    s = fn(z)
-    return s.mean(), s.std() / np.sqrt(n)
+    return mc_mean(fn(z))
 
 
 @pytest.mark.parametrize("name", ["relu", "erf", "linear"])
@@ -74,10 +69,6 @@ def test_mixed_relu_erf_rejected_until_generic_route():
     assert abs(float(val)) < 1e-10
 
 
-def _fd(f, x, dx, h):
-    return (f(x + h * dx) - f(x - h * dx)) / (2 * h)
-
-
 def test_relu_I2_I3_gradients_interior(rng):
     for C in random_covs(rng, 3, 5):
         E = rng.normal(size=(3, 3))
@@ -86,7 +77,7 @@ def test_relu_I2_I3_gradients_interior(rng):
                         (lambda c: jd.I2(c, jd.ReLU()), slice(0, 2))]:
             c, e = jnp.asarray(C[sub, sub]), jnp.asarray(E[sub, sub])
             jvp = jax.jvp(fn, (c,), (e,))[1]
-            assert float(jvp) == pytest.approx(float(_fd(fn, c, e, 1e-6)), rel=1e-6, abs=1e-9)
+            assert float(jvp) == pytest.approx(float(directional_difference(fn, c, e, 1e-6)), rel=1e-6, abs=1e-9)
 
 
 def test_relu_singular_points_values_and_one_sided_derivatives():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxdyn as jd
-from jaxdyn import _hermite as H
+from jaxdyn._averages import hermite as H
 
 
 def relu_i4_exact(C):

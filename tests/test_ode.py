@@ -15,6 +15,8 @@ from scipy.special import erf as sp_erf
 
 import jaxdyn as jd
 
+from helpers import overlap_blocks, random_psd
+
 
 def _np_act(g):
     if isinstance(g, jd.ReLU):
@@ -27,9 +29,7 @@ def _np_act(g):
 
 
 def _random_state(rng, K, M, scale=1.0):
-    A = rng.normal(size=(K + M, K + M + 2)) * scale
-    C = A @ A.T / (K + M + 2)
-    return C[:K, :K], C[:K, K:], C[K:, K:]
+    return overlap_blocks(random_psd(rng, K + M, rank=K + M + 2, scale=scale**2), K)
 
 
 def _mc_field(sc, Q, R, T, eta, eta2, n, rng, chunks=8):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import jaxdyn as jd
 
-from helpers import random_state
+from helpers import random_psd, random_state
 
 
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True, database=None,
@@ -89,8 +89,7 @@ _i3 = jax.jit(jd.I3, static_argnames=("g",))
 
 
 def _random_cov(rng, n):
-    A = rng.normal(size=(n, n + 1))
-    return A @ A.T / (n + 1)
+    return random_psd(rng, n, rank=n + 1)
 
 
 @SETTINGS

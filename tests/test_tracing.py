@@ -14,6 +14,8 @@ import pytest
 
 import jaxdyn as jd
 
+from helpers import directional_difference
+
 
 # small and cheap to compile (the machine running the suite has 2 cores)
 SC = jd.Scenario(K=2, M=1, T=jnp.array([[1.5]]), g=jd.Erf())
@@ -22,7 +24,7 @@ ALPHAS = jnp.linspace(0.0, 3.0, 4)
 
 
 def _fd(f, x, h=1e-5):
-    return (f(x + h) - f(x - h)) / (2 * h)
+    return directional_difference(f, x, h=h)
 
 
 def test_integrate_under_jit_vmap_grad():

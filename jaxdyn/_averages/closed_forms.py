@@ -1,7 +1,7 @@
 """Closed forms of the Gaussian averages for ReLU and erf(x / sqrt 2) units (a leaf module).
 
-Shared by the dispatch (`jaxdyn._gauss`), the exact ReLU reduction of the generic route
-(`jaxdyn._generic`) and the vector field (`jaxdyn._ode`). ReLU I2 and I3 carry hand-derived
+Shared by the dispatch (`jaxdyn._averages.dispatch`), the exact ReLU reduction of the generic
+route (`jaxdyn._averages.generic`) and the vector field (`jaxdyn._ode`). ReLU I2 and I3 carry hand-derived
 derivatives (`jax.custom_jvp`) that stay finite at singular covariances (identical or collinear
 units), where the textbook formulas give inf - inf.
 """
@@ -12,26 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .numerics import safe_ratio, safe_sqrt
+
 
 TWO_PI = 2.0 * np.pi
-
-
-def safe_sqrt(x):
-    # sqrt whose value is exact and whose derivative is never evaluated at 0 (callers supply
-    # their own derivatives); clipping at 0 also removes the ~-1e-17 rounding of parallel vectors.
-    return jnp.sqrt(jnp.maximum(x, 0.0))
-
-
-def safe_ratio(num, sqrt_den, bound):
-    """num / sqrt_den, set to 0 where sqrt_den == 0 and clipped to [-bound, bound].
-
-    Used for the Cauchy-Schwarz-bounded ratios Cov(z_b, e) / sd(e) that appear in derivatives at
-    collinear covariances: along any feasible direction they vanish like sqrt(distance), so the
-    one-sided derivative at the singular point is the regular part alone.
-    """
-    ok = sqrt_den > 1e-150
-    r = num / jnp.where(ok, sqrt_den, 1.0)
-    return jnp.where(ok, jnp.clip(r, -bound, bound), 0.0)
 
 
 # --------------------------------------------------------------------------------------- ReLU

@@ -1,6 +1,6 @@
 """The generic route of `jaxdyn.I2`, `I3`, `I4`, `J2` (activations without a closed form, mixtures).
 
-Called by the dispatch in `jaxdyn._gauss`. `acts` is a tuple of activations, one per position:
+Called by the dispatch in `jaxdyn._averages.dispatch`. `acts` is a tuple of activations, one per position:
 I2 `(g1, g2)`: `E[g1(z1) g2(z2)]`; J2 `(g1, g2)`: `E[g1'(z1) g2'(z2)]`; I3 `(g1, g3)`:
 `E[g1'(z1) z2 g3(z3)]`; I4 `(g1, g2, g3, g4)`: `E[g1'(z1) g2'(z2) g3(z3) g4(z4)]`.
 
@@ -15,7 +15,7 @@ Routes, in order of preference:
    where `z2 = 0`, so that kinks (and jumps of g') at 0 are integrated exactly. I3 needs only the
    conditional mean of the middle variable, `E[z2 | z1, z3]`, which is linear in `(u1, u2)`.
 3. *Hermite series* (I4 otherwise): paper 001's series at order `DEFAULT_ORDER`, which warns
-   outside its convergence region (see `jaxdyn._hermite.hermite_in_region`).
+   outside its convergence region (see `jaxdyn.hermite.hermite_in_region`).
 
 All functions are batched over leading axes of `cov` and jit/vmap/grad compatible.
 """
@@ -28,9 +28,11 @@ import itertools as it
 import jax.numpy as jnp
 import numpy as np
 
-from . import _hermite
-from ._closed_forms import relu_i2, relu_i3, relu_j2
-from ._hermite import relu_decomposition
+from .. import _relu_moments
+from . import hermite
+from .closed_forms import relu_i2, relu_i3, relu_j2
+from .hermite import relu_decomposition
+from .numerics import gauss_legendre, sqrt_pos
 
 
 DEFAULT_ORDER = 10
@@ -54,17 +56,6 @@ def _kd(dec, s):
 
 
 # --------------------------------------------------------------------------- 2-D quadrature
-def _sqrt_pos(x):
-    """sqrt(max(x, 0)) whose derivative is 0 (not inf * 0 = nan) where x <= 0 (singular cov)."""
-    pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
-
-
-@ft.lru_cache(maxsize=None)
-def _gl(n: int):
-    return np.polynomial.legendre.leggauss(n)
-
-
 def _quad2d(c11, c12, c22, n_half: int = _QUAD_HALF, half_range: float = _QUAD_RANGE):
     """Nodes and weights for `E[F(z1, z2)]`, `(z1, z2) ~ N(0, [[c11, c12], [c12, c22]])`.
 
@@ -72,17 +63,17 @@ def _quad2d(c11, c12, c22, n_half: int = _QUAD_HALF, half_range: float = _QUAD_R
     `sum w F(L11 u1, L21 u1 + L22 u2) ~ E[F]`. The rule in u1 is split at 0 and the rule in u2 at
     `u2 = -L21 u1 / L22` (where z2 changes sign).
     """
-    x, wx = _hermite.split_rule(n_half, half_range)
-    L11 = _sqrt_pos(c11)
+    x, wx = hermite.split_rule(n_half, half_range)
+    L11 = sqrt_pos(c11)
     ok1 = L11 > 0
     L21 = jnp.where(ok1, c12 / jnp.where(ok1, L11, 1.0), 0.0)
-    L22 = _sqrt_pos(c22 - L21**2)
+    L22 = sqrt_pos(c22 - L21**2)
     ok2 = L22 > 1e-12 * (1.0 + jnp.sqrt(jnp.abs(c22)))
     u1 = jnp.asarray(x)[:, None]  # (Q, 1)
     L21e, L22e, ok2e = L21[..., None, None], L22[..., None, None], ok2[..., None, None]
     t = jnp.where(ok2e, jnp.clip(-L21e * u1 / jnp.where(ok2e, L22e, 1.0), -half_range, half_range),
                   half_range)  # (..., Q, 1)
-    xi, om = _gl(n_half)
+    xi, om = gauss_legendre(n_half)
     lo, hi = -half_range, half_range
     left = 0.5 * (t - lo) * xi + 0.5 * (t + lo)  # (..., Q, n_half)
     right = 0.5 * (hi - t) * xi + 0.5 * (hi + t)
@@ -184,15 +175,13 @@ def I4(cov, acts):
     decs = _decs(acts)
     if decs is None:
         return I4_hermite(cov, acts, DEFAULT_ORDER)
-    from ._relu_moments import relu_i4
-
     signs, weights = _i4_sign_patterns(tuple(decs))
     D = jnp.asarray(signs, cov.dtype)  # (S, 4)
     flipped = cov[..., None, :, :] * D[:, :, None] * D[:, None, :]  # (..., S, 4, 4)
-    vals = relu_i4(flipped)
+    vals = _relu_moments.relu_i4(flipped)
     return jnp.sum(vals * jnp.asarray(weights, cov.dtype), axis=-1)
 
 
 def I4_hermite(cov, acts, order: int = DEFAULT_ORDER):
-    """`I4` by paper 001's Hermite series truncated at `order` (`_hermite.hermite_i4`)."""
-    return _hermite.hermite_i4(cov, tuple(acts), order)
+    """`I4` by paper 001's Hermite series truncated at `order` (`hermite.hermite_i4`)."""
+    return hermite.hermite_i4(cov, tuple(acts), order)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from . import _generic as generic_route
-from ._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
-from ._checks import check_psd, concrete
-from ._closed_forms import (
+from .._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
+from .._checks import check_psd, concrete
+from .._relu_moments import relu_i4
+from .._typing import Average, Cov2, Cov3, Cov4
+from . import generic as generic_route
+from .closed_forms import (
     erf_i2,
     erf_i3,
     erf_i4,
@@ -31,7 +33,6 @@ from ._closed_forms import (
     relu_j2,
     relu_moment_small as relu_moment_small,
 )
-from ._relu_moments import relu_i4
 
 
 def _acts(g, n: int) -> tuple[AbstractActivation, ...]:
@@ -62,7 +63,7 @@ def _same_type(acts) -> type | None:
 
 
 # ------------------------------------------------------------------------------ public functions
-def I2(cov, g):
+def I2(cov: Cov2, g) -> Average:
     """`E[g1(z1) g2(z2)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 2, 2)`.
 
     Example:
@@ -83,10 +84,10 @@ def gauss_i2(cov, g):
         return erf_i2(c11, c22, c12)
     if t is Linear:
         return c12
-    return _generic("I2")(cov, acts)
+    return generic_route.I2(cov, acts)
 
 
-def I3(cov, g):
+def I3(cov: Cov3, g) -> Average:
     """`E[g1'(z1) z2 g3(z3)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 3, 3)`.
 
     Example:
@@ -106,10 +107,10 @@ def gauss_i3(cov, g):
         return erf_i3(cov)
     if t is Linear:
         return cov[..., 1, 2]
-    return _generic("I3")(cov, acts)
+    return generic_route.I3(cov, acts)
 
 
-def I4(cov, g, *, method: str = "exact", order: int = 10):
+def I4(cov: Cov4, g, *, method: str = "exact", order: int = 10) -> Average:
     """`E[g1'(z1) g2'(z2) g3(z3) g4(z4)]` for `z ~ N(0, cov)`, `cov` of shape `(..., 4, 4)`.
 
     `method="exact"` (default) uses a closed form where one exists: erf and linear in closed form,
@@ -128,7 +129,7 @@ def gauss_i4(cov, g, *, method: str = "exact", order: int = 10):
     cov = _check_cov(cov, 4)
     acts = _acts(g, 4)
     if method == "hermite":
-        return _generic("I4_hermite")(cov, acts, order)
+        return generic_route.I4_hermite(cov, acts, order)
     if method != "exact":
         raise ValueError(f"unknown method {method!r}; use 'exact' or 'hermite'")
     t = _same_type(acts)
@@ -138,10 +139,10 @@ def gauss_i4(cov, g, *, method: str = "exact", order: int = 10):
         return erf_i4(cov)
     if t is Linear:
         return cov[..., 2, 3]
-    return _generic("I4")(cov, acts)
+    return generic_route.I4(cov, acts)
 
 
-def J2(cov, g):
+def J2(cov: Cov2, g) -> Average:
     """`E[g1'(z1) g2'(z2)]` for `z ~ N(0, cov)` (enters the teacher-noise term).
 
     Example:
@@ -162,9 +163,4 @@ def gauss_j2(cov, g):
         return erf_j2(c11, c22, c12)
     if t is Linear:
         return jnp.ones_like(c12)
-    return _generic("J2")(cov, acts)
-
-
-def _generic(kind: str):
-    """The route for activations without a closed form (quadrature / series / ReLU reduction)."""
-    return getattr(generic_route, kind)
+    return generic_route.J2(cov, acts)

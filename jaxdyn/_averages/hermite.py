@@ -29,8 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import AbstractActivation, AbstractPiecewiseLinear, Erf
-from ._checks import check_order
+from .._activations import AbstractActivation, AbstractPiecewiseLinear, Erf, as_activation
+from .._checks import check_order
+from .numerics import gauss_legendre
 
 
 # --------------------------------------------------------------------------- quadrature rule
@@ -45,7 +46,7 @@ _RANGE = 12.0
 @ft.lru_cache(maxsize=None)
 def split_rule(n_half: int = _HALF_NODES, half_range: float = _RANGE):
     """Nodes and weights (numpy, 2 n_half each) with `sum w f(x) ~ E[f(u)]`, `u ~ N(0, 1)`."""
-    x, w = np.polynomial.legendre.leggauss(n_half)
+    x, w = gauss_legendre(n_half)
     xp = 0.5 * half_range * (x + 1.0)
     wp = 0.5 * half_range * w
     nodes = np.concatenate([-xp[::-1], xp])
@@ -165,8 +166,6 @@ def hermite_coefficients(g, order: int, scale=1.0, *, derivative: bool = False,
         >>> jaxdyn.hermite_coefficients(jaxdyn.ReLU(), 4)
         # [1/sqrt(2pi), 1/2, 1/sqrt(2pi), 0, -1/sqrt(2pi)]
     """
-    from ._activations import as_activation
-
     g = as_activation(g)
     s = jnp.asarray(scale, dtype=jnp.result_type(float))
     dec = relu_decomposition(g)
