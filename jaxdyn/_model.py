@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from ._activations import AbstractActivation, as_activation
 from ._checks import check_eta as check_eta, check_psd, concrete
@@ -31,9 +32,9 @@ class OrderParams(eqx.Module):
         >>> op_v = jaxdyn.OrderParams(Q=op.Q, R=op.R, v=jnp.array([0.7, 1.2]))  # with a readout
     """
 
-    Q: jax.Array
-    R: jax.Array
-    v: jax.Array | None = None
+    Q: Float[Array, "*batch K K"]
+    R: Float[Array, "*batch K M"]
+    v: Float[Array, "*batch K"] | None = None
 
     def __init__(self, Q, R, v=None):
         self.Q = jnp.asarray(Q)
@@ -85,7 +86,7 @@ class Scenario(eqx.Module):
 
     K: int = eqx.field(static=True)
     M: int = eqx.field(static=True)
-    T: jax.Array
+    T: Float[Array, "M M"]
     g: AbstractActivation
     g_teacher: AbstractActivation
     v: jax.Array
@@ -208,7 +209,7 @@ def gather(C, idx):
     return C[..., idx[..., :, None], idx[..., None, :]]
 
 
-def covariance(scenario: Scenario, op: OrderParams) -> jax.Array:
+def covariance(scenario: Scenario, op: OrderParams) -> Float[Array, "*batch K+M K+M"]:
     """The (K+M) x (K+M) covariance `C = [[Q, R], [R^T, T]]` of `(x, y)`."""
     Q, R = op.Q, op.R
     T = jnp.broadcast_to(scenario.T, R.shape[:-2] + scenario.T.shape)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._typing import Rates, Times
 from ._checks import check_alphas
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_i4
@@ -236,8 +237,8 @@ def sweep(
     scenario: Scenario,
     op0: OrderParams,
     *,
-    eta,
-    alphas,
+    eta: Rates,
+    alphas: Times,
     axes: dict | None = None,
     transform=None,
     path=None,

@@ -10,6 +10,9 @@ import jax
 
 
 jax.config.update("jax_enable_x64", True)
+# no implicit promotion between array dtypes (e.g. int32 + float32 -> float64 surprises): jaxdyn
+# must say what it means; Python scalars stay weakly typed
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 import numpy as np
 import pytest
