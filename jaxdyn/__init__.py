@@ -66,6 +66,9 @@ from ._thresholds import (
 )
 from ._sweep import REGIMES as SWEEP_REGIMES, load_sweep as load_sweep, sweep as sweep
 from ._simulate import (
+    MatchedTheory as MatchedTheory,
+    SGDInit as SGDInit,
+    SGDStep as SGDStep,
     SGDState as SGDState,
     SimResult as SimResult,
     align_units as align_units,

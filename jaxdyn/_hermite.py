@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import AbstractActivation, AbstractPiecewiseLinear, Erf
+from ._activations import AbstractActivation, AbstractPiecewiseLinear, Erf, as_activation
 from ._checks import check_order
 
 
@@ -165,8 +165,6 @@ def hermite_coefficients(g, order: int, scale=1.0, *, derivative: bool = False,
         >>> jaxdyn.hermite_coefficients(jaxdyn.ReLU(), 4)
         # [1/sqrt(2pi), 1/2, 1/sqrt(2pi), 0, -1/sqrt(2pi)]
     """
-    from ._activations import as_activation
-
     g = as_activation(g)
     s = jnp.asarray(scale, dtype=jnp.result_type(float))
     dec = relu_decomposition(g)

@@ -51,12 +51,8 @@ def register(name: str, description: str):
 
 
 def _load() -> dict[str, Reproduction]:
-    for mod in _MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a figures module that has not landed yet
-            if e.name != mod:
-                raise
+    for mod in _MODULES:  # every listed module must import: a broken one fails loudly
+        importlib.import_module(mod)
     return dict(sorted(_REGISTRY.items()))
 
 

@@ -46,6 +46,7 @@ import optimistix as optx
 
 from ._activations import AbstractActivation, as_activation
 from ._gauss import I2
+from ._hermite import hermite_coefficients, split_rule
 
 
 # ----------------------------------------------------------------------------- validation
@@ -109,8 +110,6 @@ def pair_correlation_error(c, g, *, order: int = 20):
     Example:
         >>> v, err = jaxdyn.pair_correlation_error(0.5, jaxdyn.Tanh())
     """
-    from ._hermite import hermite_coefficients, split_rule
-
     g = _check_g(g)
     c = jnp.asarray(c, dtype=jnp.result_type(float))
     a = hermite_coefficients(g, order)

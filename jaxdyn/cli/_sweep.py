@@ -73,7 +73,6 @@ def run(args) -> int:
     if args.cpu_devices:
         jax.config.update("jax_num_cpu_devices", int(args.cpu_devices))
     jax.config.update("jax_enable_x64", True)
-    import numpy as np
 
     import jaxdyn as jd
 
@@ -104,10 +103,12 @@ def run(args) -> int:
     ds = jd.sweep(sc, op0, eta=eta, alphas=alphas, axes=axes or None, path=out,
                   overwrite=bool(args.overwrite), progress=not args.no_progress, **kw)
     if jax.process_index() == 0:
+        # deferred: matplotlib and the figure modules only on the host that draws
+        from ..figures import save
         from ..figures.sweeps import REGIME_NAMES, plot_phase_diagram, regime_boundaries
 
-        plot_phase_diagram(ds, fig, title=f"K={K}, M={M}, g={type(sc.g).__name__}, "
-                                          f"{ds.sizes['eta']} eta values")
+        save(plot_phase_diagram(ds, title=f"K={K}, M={M}, g={type(sc.g).__name__}, "
+                                          f"{ds.sizes['eta']} eta values"), fig)
         reg = ds["regime"].values
         counts = {REGIME_NAMES[r]: int((reg == r).sum()) for r in REGIME_NAMES if (reg == r).any()}
         summary = {"out": str(out), "figure": str(fig), "points": int(reg.size), "regimes": counts,
