@@ -423,7 +423,7 @@ class Branch(eqx.Module):
     Example:
         >>> sc = jaxdyn.Scenario(K=1, M=1)
         >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
-        >>> br = jaxdyn.continuation(sc, pl, eta_start=1.5, eta_stop=2.5, ds_max=0.2)
+        >>> br = jaxdyn.continuation(sc, pl, eta_start=0.5, eta_stop=2.5)
         >>> br.change_index, br.stability_changes[0]["eta"]   # stable below eta = 2
     """
 

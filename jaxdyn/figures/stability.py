@@ -73,6 +73,7 @@ def plot_plateau_000(tr, fp, *, axes=None):
             axs[0].plot(a, np.asarray(tr.R[:, i, n]), label=f"$R_{{{i + 1}{n + 1}}}$")
     axs[0].axhline(float(fp.x[0]), c="k", ls=":", label="fixed point $r$")
     axs[0].set(xscale="symlog", xlabel=r"$\alpha$", title=r"$K=M=2$, $\eta=0.1$ (small-$\eta$)")
+    axs[0].set_xlim(left=0.0)  # alpha >= 0 (symlog would otherwise show a negative side)
     axs[0].legend(fontsize=7)
     ev = np.asarray(fp.eigenvalues)
     axs[1].bar(range(len(ev)), ev.real)
@@ -209,7 +210,8 @@ def plot_plateau_branch(br, eg, *, axes=None):
     top = max(float(np.max(br.x[:k, j])) for j, lab in enumerate(br.labels)
               if lab in ("R11", "R12", "Q11", "Q12"))
     axs[0].set_ylim(0, 1.5 * top)  # the partner branch runs off to large Q as eta decreases
-    axs[0].set(xlabel=r"$\eta$", title="plateau fixed point (dashed: partner branch past the fold)")
+    axs[0].set_xlabel(r"$\eta$")
+    axs[0].set_title("plateau fixed point (dashed: partner branch past the fold)", fontsize=9)
     axs[0].legend(fontsize=7)
     axs[1].plot(br.eta[:k], eg[:k], "-", label=r"$\epsilon_g$ at the fixed point")
     axs[1].plot(br.eta[k - 1:], eg[k - 1:], "--", lw=0.8)
