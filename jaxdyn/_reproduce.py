@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 _MODULES = [
     "jaxdyn.figures.paper000",
@@ -61,8 +63,6 @@ def list_reproductions() -> list[Reproduction]:
 
 
 def _jsonable(x):
-    import numpy as np
-
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
