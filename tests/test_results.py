@@ -28,7 +28,8 @@ def test_branch_is_a_module_of_arrays_with_the_old_views():
     # crosses zero at eta = 2, so exactly one stability change, between the two branch points
     (ch,) = br.stability_changes
     i = int(br.change_index[0])
-    assert ch["index"] == i and ch["eta"] == float(br.eta[i]) and ch["eta_prev"] == float(br.eta[i - 1])
+    assert ch["index"] == i and ch["eta"] == float(br.eta[i])
+    assert ch["eta_prev"] == float(br.eta[i - 1])
     assert ch["eta_prev"] < 2.0 <= ch["eta"]
     assert (ch["n_unstable_before"], ch["n_unstable_after"]) == (0, 1)
     assert br.folds == [] and br.fold_index.shape == (0,)
@@ -61,7 +62,8 @@ def test_ode_object_in_place_of_the_keywords():
     # K = M = 1 perfect learning (paper 000): eigenvalues -eta/2 and -eta (small-eta field),
     # -eta/2 and eta^2/2 - eta with the eta^2 term: the option really reached the field
     e = 0.8
-    np.testing.assert_allclose(np.sort(np.real(np.asarray(ode.eigenvalues))), [-e, -e / 2], atol=1e-12)
+    np.testing.assert_allclose(np.sort(np.real(np.asarray(ode.eigenvalues))), [-e, -e / 2],
+                               atol=1e-12)
     np.testing.assert_allclose(np.sort(np.real(np.asarray(full.eigenvalues))),
                                np.sort([-e / 2, e**2 / 2 - e]), atol=1e-12)
     br = jd.continuation(jd.OrderParamODE(SC1, eta2=False), PL1, eta_start=0.5, eta_stop=0.7,
@@ -78,7 +80,8 @@ def test_make_sgd_pair_of_modules():
     init, step = jd.make_sgd(SC1, eta=1.0, N=200, dtype=jnp.float64)
     assert isinstance(init, jd.SGDInit) and isinstance(step, jd.SGDStep)
     s = step(init(4, op0), 200)
-    sim = jd.simulate(SC1, op0, eta=1.0, N=200, alphas=np.array([1.0]), seeds=[4], dtype=jnp.float64)
+    sim = jd.simulate(SC1, op0, eta=1.0, N=200, alphas=np.array([1.0]), seeds=[4],
+                      dtype=jnp.float64)
     np.testing.assert_allclose(np.asarray(step.order_params(s).R), np.asarray(sim.R[0, 0]),
                                rtol=1e-12, atol=1e-14)
 

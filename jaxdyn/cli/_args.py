@@ -9,8 +9,8 @@
   `--no-eta2 --i4 --order` (the `OrderParamODE`).
 
 Older spellings (`--T-diag 1 2`, `--T 1 2`, `--Q0-diag`, `--activation`, `--teacher-activation`,
-`--small-eta`, `--batch-size` of `simulate`) still work, hidden from `--help`, with a `FutureWarning`
-naming the new spelling.
+`--small-eta`, `--batch-size` of `simulate`) still work, hidden from `--help`, with a
+`FutureWarning` naming the new spelling.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class _Renamed(argparse.Action):
 
     def __init__(self, option_strings, dest, *, new: str, nargs=None, const=None, **kw):
         self.new = new
-        super().__init__(option_strings, dest, nargs=nargs, const=const, help=argparse.SUPPRESS, **kw)
+        super().__init__(option_strings, dest, nargs=nargs, const=const, help=argparse.SUPPRESS,
+                         **kw)
 
     def __call__(self, parser, namespace, values, option_string=None):
         if self.nargs == 0:
@@ -121,7 +122,8 @@ def parse_matrix(spec, n: int, m: int | None = None, *, name: str):
             spec = json.loads(spec)
         if isinstance(spec, (int, float)) or (isinstance(spec, str) and "," not in spec):
             return float(spec) * np.eye(n, m)
-        a = np.asarray([float(v) for v in spec.split(",")] if isinstance(spec, str) else spec, float)
+        vals = [float(v) for v in spec.split(",")] if isinstance(spec, str) else spec
+        a = np.asarray(vals, float)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"jaxdyn: cannot read {name} {spec!r} ({e}): write a number, a comma "
                          "list (diagonal) or a JSON nested list") from None

@@ -11,6 +11,7 @@ Matrices (`--T`, `--Q0`, `--R0`): a number (x I), a comma list (diagonal) or a J
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 
@@ -20,7 +21,8 @@ from ._args import (get, init_arguments, init_from_args, ode_arguments, ode_opti
 
 def add_parser(subparsers):
     p = subparsers.add_parser("simulate", help="online SGD simulations vs the ODE",
-                              description=__doc__)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_arguments(p)
     init_arguments(p)
     p.add_argument("--eta", type=float, default=1.0)

@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -18,7 +19,8 @@ from ._args import ode_arguments, ode_options, scenario_arguments, scenario_from
 
 def add_parser(subparsers):
     p = subparsers.add_parser("stability", help="fixed points, spectra and critical learning rates",
-                              description=__doc__)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=["000-kmm1", "000-plateau", "003-saddle", "001"], default=None)
     scenario_arguments(p, extras=False)
     p.add_argument("--eta", type=float, default=1.0)

@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 
@@ -20,7 +21,8 @@ from ._args import get, renamed
 
 def add_parser(subparsers):
     p = subparsers.add_parser("statics", help="paper 002 equilibrium branches and transitions",
-                              description=__doc__)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     _arguments(p)
     p.set_defaults(func=run)
     return p
