@@ -7,6 +7,8 @@ notebooks, the tests) call `jaxdyn.enable_x64()`, and so should your script, bef
 
 import importlib.metadata
 
+import jax
+
 from ._activations import (
     AbstractActivation as AbstractActivation,
     AbstractPiecewiseLinear as AbstractPiecewiseLinear,
@@ -66,6 +68,9 @@ from ._thresholds import (
 )
 from ._sweep import REGIMES as SWEEP_REGIMES, load_sweep as load_sweep, sweep as sweep
 from ._simulate import (
+    MatchedTheory as MatchedTheory,
+    SGDInit as SGDInit,
+    SGDStep as SGDStep,
     SGDState as SGDState,
     SimResult as SimResult,
     align_units as align_units,
@@ -168,8 +173,6 @@ from ._protocols import (
 
 def enable_x64(enable: bool = True) -> None:
     """Switch JAX to float64 (call once, before creating arrays). jaxdyn never does it at import."""
-    import jax
-
     jax.config.update("jax_enable_x64", enable)
 
 

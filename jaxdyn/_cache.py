@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+import jax
+
 
 def default_cache_dir() -> pathlib.Path:
     """`$JAXDYN_CACHE_DIR`, else `$XDG_CACHE_HOME/jaxdyn/jax`, else `~/.cache/jaxdyn/jax`.
@@ -51,8 +53,6 @@ def enable_compilation_cache(path=None, *, min_compile_time_secs: float = 0.0,
         jd.enable_x64()
         jd.enable_compilation_cache()          # ~/.cache/jaxdyn/jax, or a folder of your choice
     """
-    import jax
-
     folder = pathlib.Path(path).expanduser() if path is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))

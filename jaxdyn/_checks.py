@@ -10,6 +10,7 @@ even on constant inputs.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -91,8 +92,6 @@ def check_order(order) -> int:
 def sim_schedule(*, dtype, alphas, record_every, alpha_max, N: int, seeds):
     """The simulators' shared argument handling: checked `dtype`, the recorded `steps`, the steps
     between records `nsteps` (int32) and the `seed_list`."""
-    import jax.numpy as jnp
-
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")

@@ -38,7 +38,7 @@ import numpy as np
 import optimistix as optx
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
-from ._ode import vector_field
+from ._ode import OrderParamODE, as_ode
 
 
 # --------------------------------------------------------------------------- flat coordinates
@@ -92,10 +92,12 @@ def unflatten_op(x, K: int, M: int) -> OrderParams:
     return OrderParams(Q=Q, R=R)
 
 
-def flat_field(scenario: Scenario, x, eta, *, eta2=True, i4="exact", order=10):
-    """The vector field in flat coordinates: `flatten_op(vector_field(scenario, unflatten_op(x)))`."""
-    op = unflatten_op(x, scenario.K, scenario.M)
-    return flatten_op(vector_field(scenario, op, eta, eta2=eta2, i4=i4, order=order))
+def flat_field(scenario: Scenario | OrderParamODE, x, eta, *, eta2=True, i4="exact", order=10):
+    """The vector field in flat coordinates: `flatten_op(ode.field(unflatten_op(x), eta))`, for an
+    `OrderParamODE` or a scenario with the keyword options of `jaxdyn.vector_field`."""
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    op = unflatten_op(x, ode.scenario.K, ode.scenario.M)
+    return flatten_op(ode.field(op, eta))
 
 
 # --------------------------------------------------------------------------- symmetry subspaces
@@ -239,10 +241,11 @@ def _classify(lam):
     return jnp.sum(re > zero_tol), jnp.sum(jnp.abs(re) <= zero_tol)
 
 
-def _analyse(scenario, x, eta, *, eta2, i4, order, basis, labels, residual_tol, num_steps, ok):
+def _analyse(ode, x, eta, *, basis, labels, residual_tol, num_steps, ok):
     # `labels` is recomputed from the scenario (the readout adds v1..vK)
+    scenario = ode.scenario
     labels = flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v)
-    f = lambda y: flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)
+    f = lambda y: flat_field(ode, y, eta)
     fx = f(x)
     J = jax.jacfwd(f)(x)
     lam, V = _spectrum(J)
@@ -257,24 +260,24 @@ def _analyse(scenario, x, eta, *, eta2, i4, order, basis, labels, residual_tol, 
 
 
 @eqx.filter_jit
-def _fixed_point_jit(scenario, x0, eta, basis, *, eta2, i4, order, rtol, atol, max_steps, residual_tol):
-    K, M = scenario.K, scenario.M
+def _fixed_point_jit(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
+    K, M = ode.scenario.K, ode.scenario.M
     if basis is None:
         z0 = x0
 
         def F(z, args):
-            sc, e = args
-            return flat_field(sc, z, e, eta2=eta2, i4=i4, order=order)
+            o, e = args
+            return flat_field(o, z, e)
     else:
         Pp = jnp.linalg.pinv(basis)
         z0 = Pp @ x0
 
         def F(z, args):
-            sc, e = args
-            return Pp @ flat_field(sc, basis @ z, e, eta2=eta2, i4=i4, order=order)
+            o, e = args
+            return Pp @ flat_field(o, basis @ z, e)
 
     sol = optx.root_find(
-        F, optx.Newton(rtol=rtol, atol=atol), z0, (scenario, eta), max_steps=max_steps, throw=False
+        F, optx.Newton(rtol=rtol, atol=atol), z0, (ode, eta), max_steps=max_steps, throw=False
     )
     x = sol.value if basis is None else basis @ sol.value
     ok = (sol.result == optx.RESULTS.successful) | (sol.result == optx.RESULTS.max_steps_reached)
@@ -283,7 +286,7 @@ def _fixed_point_jit(scenario, x0, eta, basis, *, eta2, i4, order, rtol, atol, m
     # root to `atol`: at singular covariances (perfect learning, |rho| = 1) the field is only
     # Hoelder there, and a Newton polish that moves x by 1e-10 moves the Jacobian by ~1e-5
     xg = x0 if basis is None else basis @ z0
-    res = lambda y: jnp.max(jnp.abs(flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)))
+    res = lambda y: jnp.max(jnp.abs(flat_field(ode, y, eta)))
     r_new, r_old = res(x), res(xg)
     keep = ~(r_new <= r_old) | (r_old <= atol)
     # value from the chosen point, derivative (implicit function theorem) always from Newton's root
@@ -292,7 +295,7 @@ def _fixed_point_jit(scenario, x0, eta, basis, *, eta2, i4, order, rtol, atol, m
     # a point whose residual is at the requested level is a fixed point whatever Newton's own
     # criterion said (at a singular Jacobian it may report divergence after landing on the root)
     ok = ok | (keep & jnp.isfinite(r_old)) | (r_new <= residual_tol)
-    return _analyse(scenario, x, eta, eta2=eta2, i4=i4, order=order, basis=basis,
+    return _analyse(ode, x, eta, basis=basis,
                     labels=flat_labels(K, M), residual_tol=residual_tol,
                     num_steps=sol.stats["num_steps"], ok=ok)
 
@@ -330,10 +333,11 @@ def fixed_point(
     its stability.
 
     **Arguments:**
-    - `scenario`: a `jaxdyn.Scenario`; `guess`: `OrderParams` or flat vector (see module doc).
+    - `scenario`: a `jaxdyn.Scenario` (or a `jaxdyn.OrderParamODE`, which carries the options
+      below); `guess`: `OrderParams` or flat vector (see module doc).
     - `eta`: learning rate (a JAX array: no recompilation when it changes; may be traced, e.g.
       under `jax.jacfwd` for `d fixed point / d eta`).
-    - `eta2`, `i4`, `order`: as in `jaxdyn.vector_field`.
+    - `eta2`, `i4`, `order`: as in `jaxdyn.vector_field` (they build one `OrderParamODE`).
     - `rtol`, `atol`, `max_steps`: of `optimistix.Newton` (never throws; read `.converged`).
       Newton stops when a step is below `atol + rtol |x|` and `max|f| < atol`; its quadratic
       convergence makes the returned point far more accurate than `rtol` (the step before the
@@ -355,16 +359,14 @@ def fixed_point(
         >>> fp = jaxdyn.fixed_point(sc, jaxdyn.OrderParams(Q=[[0.9]], R=[[0.9]]), eta=jnp.array(0.5))
         >>> fp.eigenvalues   # -eta/2, eta^2/2 - eta
     """
-    if i4 not in ("exact", "hermite"):
-        raise ValueError(f"i4 must be 'exact' or 'hermite', got {i4!r}")
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    scenario = ode.scenario
     check_eta(eta)
     x0 = _as_flat(scenario, guess)
     basis = _basis(scenario.K, scenario.M, symmetry, learn_v=scenario.learn_v)
     dtype = jnp.result_type(float)
-    return _fixed_point_jit(
-        scenario, x0, jnp.asarray(eta, dtype), basis, eta2=eta2, i4=i4, order=order, rtol=rtol,
-        atol=atol, max_steps=max_steps, residual_tol=residual_tol,
-    )
+    return _fixed_point_jit(ode, x0, jnp.asarray(eta, dtype), basis, rtol=rtol, atol=atol,
+                            max_steps=max_steps, residual_tol=residual_tol)
 
 
 def _basis(K, M, symmetry, *, learn_v=False):
@@ -396,10 +398,12 @@ def symmetric_fixed_point(scenario: Scenario, guess, *, eta, symmetry="unspecial
     return fixed_point(scenario, guess, eta=eta, symmetry=symmetry, **kw)
 
 
-def fixed_point_eta_derivative(fp: FixedPoint, scenario: Scenario, *, eta2=True, i4="exact", order=10):
+def fixed_point_eta_derivative(fp: FixedPoint, scenario: Scenario | OrderParamODE, *, eta2=True,
+                               i4="exact", order=10):
     """`d x* / d eta = -J^{-1} df/deta` at a fixed point (the implicit-function theorem; the same
     as differentiating `fixed_point` with `jax.jacfwd`, without re-solving)."""
-    fe = jax.jacfwd(lambda e: flat_field(scenario, fp.x, e, eta2=eta2, i4=i4, order=order))(fp.eta)
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    fe = jax.jacfwd(lambda e: flat_field(ode, fp.x, e))(fp.eta)
     return -jnp.linalg.solve(fp.jacobian, fe)
 
 
@@ -409,26 +413,50 @@ class Branch(eqx.Module):
 
     Arrays over the branch points (in the order they were computed): `eta` (m,), `x` (m, n),
     `eigenvalues` (m, n), `n_unstable` (m,), `residual` (m,), `tangent` (m, n + 1) (unit tangent in
-    `(x, eta)`; its last component `d eta / ds` changes sign at a fold). `folds` and
-    `stability_changes` are lists of dicts `{"index", "eta"}` (the eta there is that of the branch
-    point after the event, to the branch's resolution; `fold_eta` / `stability_threshold` refine).
-    `stopped` says why the continuation ended. `labels` are the flat coordinate names.
+    `(x, eta)`; its last component `d eta / ds` changes sign at a fold). `fold_index` and
+    `change_index` are the (integer array) indices of the branch points just after a fold and just
+    after a change of `n_unstable`; `folds` and `stability_changes` give them as lists of dicts
+    `{"index", "eta", "eta_prev", ...}` (the eta there is that of the branch point after the event,
+    to the branch's resolution; `fold_eta` / `stability_threshold` refine). `stopped` says why the
+    continuation ended. `labels` are the flat coordinate names.
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
+        >>> br = jaxdyn.continuation(sc, pl, eta_start=0.5, eta_stop=2.5)
+        >>> br.change_index, br.stability_changes[0]["eta"]   # stable below eta = 2
     """
 
-    eta: np.ndarray
-    x: np.ndarray
-    eigenvalues: np.ndarray
-    n_unstable: np.ndarray
-    residual: np.ndarray
-    tangent: np.ndarray
-    folds: list = eqx.field(static=True)
-    stability_changes: list = eqx.field(static=True)
+    eta: jax.Array
+    x: jax.Array
+    eigenvalues: jax.Array
+    n_unstable: jax.Array
+    residual: jax.Array
+    tangent: jax.Array
+    fold_index: jax.Array
+    change_index: jax.Array
     stopped: str = eqx.field(static=True)
     labels: tuple = eqx.field(static=True)
 
     @property
     def max_real(self):
-        return np.max(np.real(self.eigenvalues), axis=-1)
+        """`max Re lambda` at every branch point (m,)."""
+        return jnp.max(jnp.real(self.eigenvalues), axis=-1)
+
+    @property
+    def folds(self) -> list:
+        """The folds as dicts `{"index", "eta", "eta_prev"}`."""
+        return [{"index": int(i), "eta": float(self.eta[i]), "eta_prev": float(self.eta[i - 1])}
+                for i in np.asarray(self.fold_index)]
+
+    @property
+    def stability_changes(self) -> list:
+        """The changes of `n_unstable` as dicts `{"index", "eta", "eta_prev",
+        "n_unstable_before", "n_unstable_after"}`."""
+        return [{"index": int(i), "eta": float(self.eta[i]), "eta_prev": float(self.eta[i - 1]),
+                 "n_unstable_before": int(self.n_unstable[i - 1]),
+                 "n_unstable_after": int(self.n_unstable[i])}
+                for i in np.asarray(self.change_index)]
 
     def op(self, i) -> OrderParams:
         """The fixed point at branch index `i` as `OrderParams`."""
@@ -437,9 +465,10 @@ class Branch(eqx.Module):
         return unflatten_op(jnp.asarray(self.x[i]), K, M)
 
 
-def extended_field(scenario, y, *, eta2=True, i4="exact", order=10):
-    """The field on the extended space `y = (flat overlaps, eta)` of the continuation."""
-    return flat_field(scenario, y[:-1], y[-1], eta2=eta2, i4=i4, order=order)
+def extended_field(scenario: Scenario | OrderParamODE, y, *, eta2=True, i4="exact", order=10):
+    """The field on the extended space `y = (flat overlaps, eta)` of the continuation (and of the
+    fold refinement of `jaxdyn.fold_eta`)."""
+    return flat_field(as_ode(scenario, eta2=eta2, i4=i4, order=order), y[:-1], y[-1])
 
 
 def _tangent(A, t_prev):
@@ -453,26 +482,26 @@ def _tangent(A, t_prev):
 
 
 @eqx.filter_jit
-def arc_correct(scenario, y_pred, t_ref, y_base, s, *, eta2, i4, order, rtol, atol, max_steps):
+def arc_correct(ode: OrderParamODE, y_pred, t_ref, y_base, s, *, rtol, atol, max_steps):
     """Solve f(x, eta) = 0 on the hyperplane t_ref . (y - y_base) = s, starting from y_pred; return
     the point, its tangent (oriented along t_ref), spectrum and status."""
 
     def G(y, args):
-        sc, tr, yb, ss = args
+        o, tr, yb, ss = args
         return jnp.concatenate([
-            extended_field(sc, y, eta2=eta2, i4=i4, order=order),
+            extended_field(o, y),
             jnp.dot(tr, y - yb)[None] - ss,
         ])
 
-    sol = optx.root_find(G, optx.Newton(rtol=rtol, atol=atol), y_pred, (scenario, t_ref, y_base, s),
+    sol = optx.root_find(G, optx.Newton(rtol=rtol, atol=atol), y_pred, (ode, t_ref, y_base, s),
                          max_steps=max_steps, throw=False)
     y = sol.value
-    A = jax.jacfwd(lambda yy: extended_field(scenario, yy, eta2=eta2, i4=i4, order=order))(y)
+    A = jax.jacfwd(lambda yy: extended_field(ode, yy))(y)
     t = _tangent(A, t_ref)
     lam = jnp.linalg.eigvals(A[:, :-1])
     lam = lam[jnp.lexsort((jnp.imag(lam), -jnp.real(lam)))]
     nu, _ = _classify(lam)
-    res = jnp.max(jnp.abs(extended_field(scenario, y, eta2=eta2, i4=i4, order=order)))
+    res = jnp.max(jnp.abs(extended_field(ode, y)))
     ok = ((sol.result == optx.RESULTS.successful) | (sol.result == optx.RESULTS.max_steps_reached)) \
         & jnp.all(jnp.isfinite(y))
     return y, t, lam, nu, res, ok, sol.stats["num_steps"]
@@ -511,9 +540,11 @@ def continuation(
         >>> br = jaxdyn.continuation(sc, pl, eta_start=0.5, eta_stop=2.5)
         >>> br.stability_changes      # one unstable direction from eta = 2 on
     """
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    scenario = ode.scenario
     check_eta(eta_start)
-    fp0 = fixed_point(scenario, fixed_point_guess, eta=eta_start, eta2=eta2, i4=i4, order=order,
-                      symmetry=symmetry, residual_tol=residual_tol)
+    fp0 = fixed_point(ode, fixed_point_guess, eta=eta_start, symmetry=symmetry,
+                      residual_tol=residual_tol)
     if not bool(fp0.converged):
         raise ValueError(
             f"continuation: no fixed point near the guess at eta = {float(eta_start)} "
@@ -528,14 +559,14 @@ def continuation(
             "without eta_v"
         )
     dtype = jnp.result_type(float)
-    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-8, atol=1e-11, max_steps=16)
+    kw = dict(rtol=1e-8, atol=1e-11, max_steps=16)
     direction = 1.0 if eta_stop >= eta_start else -1.0
     lo, hi = min(eta_start, eta_stop), max(eta_start, eta_stop)
     y = jnp.concatenate([fp0.x, jnp.asarray(eta_start, dtype)[None]])
     n1 = y.shape[0]
     e_eta = jnp.zeros(n1, dtype).at[-1].set(direction)
     # initial tangent, oriented towards eta_stop
-    _, t, lam, nu, res, ok, _ = arc_correct(scenario, y, e_eta, y, jnp.asarray(0.0, dtype), **kw)
+    _, t, lam, nu, res, ok, _ = arc_correct(ode, y, e_eta, y, jnp.asarray(0.0, dtype), **kw)
     etas, xs, lams, nus, ress, tans = [float(y[-1])], [np.asarray(y[:-1])], [np.asarray(lam)], \
         [int(nu)], [float(res)], [np.asarray(t)]
     folds, changes = [], []
@@ -544,7 +575,7 @@ def continuation(
     while len(etas) < max_points:
         y_pred = y + h * t
         y_new, t_new, lam, nu, res, ok, _ = arc_correct(
-            scenario, y_pred, t, y, jnp.asarray(h, dtype), **kw
+            ode, y_pred, t, y, jnp.asarray(h, dtype), **kw
         )
         ok = bool(ok) and float(res) <= residual_tol
         # reject steps that jump: the tangent should turn by less than ~30 degrees
@@ -577,7 +608,8 @@ def continuation(
             break
         h = min(h * 1.3, ds_max)
     return Branch(
-        eta=np.array(etas), x=np.array(xs), eigenvalues=np.array(lams), n_unstable=np.array(nus),
-        residual=np.array(ress), tangent=np.array(tans), folds=folds, stability_changes=changes,
-        stopped=stopped, labels=flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v),
+        eta=jnp.asarray(etas), x=jnp.asarray(np.array(xs)), eigenvalues=jnp.asarray(np.array(lams)),
+        n_unstable=jnp.asarray(nus), residual=jnp.asarray(ress), tangent=jnp.asarray(np.array(tans)),
+        fold_index=jnp.asarray([f["index"] for f in folds], int),
+        change_index=jnp.asarray([c["index"] for c in changes], int), stopped=stopped, labels=flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v),
     )

@@ -15,6 +15,8 @@ mean of R is a one-dimensional integral (used by the tests).
 
 from __future__ import annotations
 
+import itertools as it
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -154,8 +156,6 @@ def sample_gibbs(*, K: int, g, alpha, N: int, n_chains: int = 16, n_samples: int
     # label students per chain so that its mean R has the largest trace (site permutation)
     Rm = np.asarray(R.mean(axis=1))
     perms = []
-    import itertools as it
-
     cand = list(it.permutations(range(K))) if K <= 6 else [tuple(range(K))]
     for c in range(n_chains):
         best = max(cand, key=lambda p: sum(Rm[c][p[i], i] for i in range(K)))

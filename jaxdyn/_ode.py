@@ -343,6 +343,18 @@ class OrderParamODE(diffrax.AbstractTerm):
         return OrderParams(Q=dQ, R=dR)
 
 
+def as_ode(scenario, *, eta2: bool = True, i4="exact", order: int = 10) -> OrderParamODE:
+    """The `OrderParamODE` of the old keyword options `(eta2, i4, order)`, built once; an
+    `OrderParamODE` passed in place of the scenario is returned as it is (its own options hold, so
+    the keywords must then keep their defaults)."""
+    if isinstance(scenario, OrderParamODE):
+        if not (eta2 is True and isinstance(i4, str) and i4 == "exact" and order == 10):
+            raise ValueError("give eta2/i4/order either on the OrderParamODE or as keywords with a "
+                             "Scenario, not both")
+        return scenario
+    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order))
+
+
 def vector_field(
     scenario: Scenario,
     op: OrderParams,

@@ -58,6 +58,7 @@ import numpy as np
 
 from ._checks import sim_schedule
 from ._model import OrderParams, Scenario, check_eta, check_order_params
+from ._ode import eps_g
 from ._solution import SimResult
 
 
@@ -524,8 +525,6 @@ def simulate_overlaps(
         >>> sim.Q.shape
         (4, 2, 2, 2)
     """
-    from ._ode import eps_g as _eps_g
-
     if not isinstance(scenario, Scenario):
         raise ValueError(f"expected a jaxdyn.Scenario, got {type(scenario).__name__}")
     K, M = scenario.K, scenario.M
@@ -574,7 +573,7 @@ def simulate_overlaps(
     Q, R = out[0], out[1]
     eps_test = out[2] if n_test else None
     ftype = jnp.result_type(float)
-    eg = _eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype)))
+    eg = eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype)))
     return SimResult(alpha=jnp.asarray(steps / N, ftype), steps=jnp.asarray(steps),
                      Q=Q, R=R, eps_g=eg, eps_test=eps_test, seeds=jnp.asarray(seed_list),
                      eta=jnp.asarray(eta_arr, ftype), N=int(N))

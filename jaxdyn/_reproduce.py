@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 _MODULES = [
     "jaxdyn.figures.paper000",
@@ -51,12 +53,8 @@ def register(name: str, description: str):
 
 
 def _load() -> dict[str, Reproduction]:
-    for mod in _MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a figures module that has not landed yet
-            if e.name != mod:
-                raise
+    for mod in _MODULES:  # every listed module must import: a broken one fails loudly
+        importlib.import_module(mod)
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -65,8 +63,6 @@ def list_reproductions() -> list[Reproduction]:
 
 
 def _jsonable(x):
-    import numpy as np
-
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

@@ -58,7 +58,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -67,13 +69,17 @@ import jax.random as jr
 import numpy as np
 
 from ._checks import sim_schedule
+from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_eta, check_order_params
+from ._ode import eps_g
 from ._overlap_chain import simulate_overlaps
+from ._readout import readout_scale
 from ._solution import SimResult as SimResult
 from ._schedules import check_schedule, is_schedule
 
 
-__all__ = ["SimResult", "SGDState", "simulate", "init_weights", "make_sgd", "matched_theory",
+__all__ = ["SimResult", "SGDState", "SGDInit", "SGDStep", "MatchedTheory", "simulate",
+           "init_weights", "make_sgd", "matched_theory",
            "align_units", "permute_units"]
 
 
@@ -248,8 +254,6 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
 
 def _chunk_steps_readout(scenario, spec: _Spec, J, v, xi, tau, lr, decay, active):
     """The steps of `_chunk_steps` when the readout learns too (both from the pre-step error)."""
-    from ._readout import readout_scale
-
     N, dtype = spec.N, J.dtype
     g = scenario.g
     sq = jnp.dtype(dtype).type(1.0 / math.sqrt(N))
@@ -282,12 +286,71 @@ def _measure(J, Bt, N):
     return J @ J.T / N, J @ Bt.T / N
 
 
-def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "hash"):
+class SGDInit(eqx.Module):
+    """`init(seed_or_key, op0) -> SGDState`: teacher and student weights at the prescribed overlaps
+    (the first half of `jaxdyn.make_sgd`'s pair).
+
+    Example:
+        >>> init, step = jaxdyn.make_sgd(jaxdyn.Scenario(K=1, M=1), eta=1.0, N=100)
+        >>> init(0, jaxdyn.OrderParams(Q=[[0.5]], R=[[0.1]])).J.shape
+    """
+
+    scenario: Scenario
+    N: int = eqx.field(static=True)
+    dtype: Any = eqx.field(static=True)
+
+    def __call__(self, seed, op0) -> SGDState:
+        scenario = self.scenario
+        check_order_params(scenario, op0)
+        key = _as_key(seed)
+        kinit, kstream = jr.split(key)
+        W = init_weights(kinit, scenario, op0, self.N, self.dtype)
+        B, J = W[0], W[1]
+        return SGDState(J=J, B=B, t=jnp.zeros((), jnp.int32),
+                        words=jr.bits(kstream, (4,), jnp.uint32), key=kstream,
+                        v=W[2] if scenario.learn_v else None)
+
+
+@eqx.filter_jit
+def _sgd_steps(scenario, spec, eta, state, n):
+    out = _chunk_steps(scenario, spec, state.J, state.B, state.t, state.words, state.key, eta, n,
+                       v_learn=state.v)
+    J, v = out if scenario.learn_v else (out, None)
+    return SGDState(J=J, B=state.B, t=state.t + n, words=state.words, key=state.key, v=v)
+
+
+class SGDStep(eqx.Module):
+    """`step(state, n=1) -> SGDState`: n online SGD steps (n static; jit-compiled), the second
+    half of `jaxdyn.make_sgd`'s pair; `step.order_params(state)` measures Q, R (also
+    `jaxdyn.sim_order_params`).
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1)
+        >>> init, step = jaxdyn.make_sgd(sc, eta=1.0, N=100)
+        >>> s = step(init(0, jaxdyn.OrderParams(Q=[[0.5]], R=[[0.1]])), 100)   # alpha = 1
+        >>> step.order_params(s).R
+    """
+
+    scenario: Scenario
+    eta: Any
+    spec: Any = eqx.field(static=True)
+
+    def __call__(self, state: SGDState, n: int = 1) -> SGDState:
+        return _sgd_steps(self.scenario, self.spec, self.eta, state, int(n))
+
+    def order_params(self, state: SGDState) -> OrderParams:
+        """Measured overlaps of `state` (`jaxdyn.sim_order_params`)."""
+        return sim_order_params(state)
+
+
+def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32,
+             rng: str = "hash") -> tuple[SGDInit, SGDStep]:
     """An `(init, step)` pair for driving the simulation yourself (same update and same random
     numbers as `simulate`, so `step` applied n times reproduces `simulate`'s run of the same seed).
 
-    - `init(seed_or_key, op0) -> SGDState` (teacher and student at the prescribed overlaps)
-    - `step(state, n=1) -> SGDState` (n SGD steps, n static; jit-compiled)
+    - `init(seed_or_key, op0) -> SGDState` (teacher and student at the prescribed overlaps), a
+      `jaxdyn.SGDInit`
+    - `step(state, n=1) -> SGDState` (n SGD steps, n static; jit-compiled), a `jaxdyn.SGDStep`
     - `step.order_params(state) -> OrderParams` (measured Q, R; also `jaxdyn.sim_order_params`)
 
     Example:
@@ -301,30 +364,8 @@ def make_sgd(scenario: Scenario, *, eta, N: int, dtype=jnp.float32, rng: str = "
     spec = _spec(scenario, N, rng)
     if not is_schedule(eta):
         check_eta(eta)
-    dtype = jnp.dtype(dtype)
-
-    def init(seed, op0):
-        check_order_params(scenario, op0)
-        key = _as_key(seed)
-        kinit, kstream = jr.split(key)
-        W = init_weights(kinit, scenario, op0, N, dtype)
-        B, J = W[0], W[1]
-        return SGDState(J=J, B=B, t=jnp.zeros((), jnp.int32),
-                        words=jr.bits(kstream, (4,), jnp.uint32), key=kstream,
-                        v=W[2] if scenario.learn_v else None)
-
-    @functools.partial(jax.jit, static_argnums=1)
-    def _step(state, n):
-        out = _chunk_steps(scenario, spec, state.J, state.B, state.t, state.words, state.key, eta, n,
-                           v_learn=state.v)
-        J, v = out if scenario.learn_v else (out, None)
-        return SGDState(J=J, B=state.B, t=state.t + n, words=state.words, key=state.key, v=v)
-
-    def step(state, n: int = 1):
-        return _step(state, int(n))
-
-    step.order_params = sim_order_params
-    return init, step
+    return (SGDInit(scenario, int(N), jnp.dtype(dtype)),
+            SGDStep(scenario, eta if is_schedule(eta) else jnp.asarray(eta), spec))
 
 
 def sim_order_params(state: SGDState) -> OrderParams:
@@ -358,6 +399,11 @@ def _spec(scenario, N, rng):
 # ----------------------------------------------------------------------------- simulate
 
 
+# eps_g of measured overlaps: traced, so without `eps_g`'s input check (a float32 run's Gram
+# matrices are PSD only to ~1e-7, below the check's tolerance)
+_measured_eps_g = eqx.filter_jit(eps_g)
+
+
 def _default_chunk(N, batch, n_seeds):
     # one chunk of random numbers: ~2^16 floats per seed (fits the L2 cache), at least 1 step
     per = max(1, (1 << 16) // max(1, N * batch))
@@ -379,8 +425,6 @@ def _build_runner(scenario, spec: _Spec, dtype, chunk: int, n_test: int):
         if v is None:
             sig = g(X @ J.T * sq) @ scenario.v.astype(dtype)
         else:  # learned readout (its effective output weights s v)
-            from ._readout import readout_scale
-
             sig = g(X @ J.T * sq) @ (readout_scale(scenario) * v)
         tau = gs(X @ Bt.T * sq) @ scenario.w.astype(dtype)
         return 0.5 * jnp.mean((sig - tau) ** 2)
@@ -524,8 +568,6 @@ def simulate(
         >>> sim = jaxdyn.simulate(sc, op0, eta=1.0, N=1000, alphas=jnp.linspace(0, 50, 101), seeds=10)
         >>> sim.mean("eps_g"), sim.std("eps_g")
     """
-    from ._ode import eps_g as _eps_g
-
     if method == "overlaps":
         return simulate_overlaps(scenario, op0, eta=eta, N=N, alphas=alphas, seeds=seeds,
                                  dtype=dtype, record_every=record_every, alpha_max=alpha_max,
@@ -566,8 +608,8 @@ def simulate(
     out = out[1:] if scenario.learn_v else out  # the optional test error comes last
     eps_test = out[2] if n_test else None
     ftype = jnp.result_type(float)
-    eg = _eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype),
-                                      v=None if vs is None else vs.astype(ftype)))
+    eg = _measured_eps_g(scenario, OrderParams(Q=Q.astype(ftype), R=R.astype(ftype),
+                                               v=None if vs is None else vs.astype(ftype)))
     return SimResult(alpha=jnp.asarray(steps / N, ftype), steps=jnp.asarray(steps),
                      Q=Q, R=R, eps_g=eg, eps_test=eps_test, seeds=jnp.asarray(seed_list),
                      eta=schedule if schedule is not None else jnp.asarray(eta_arr, ftype),
@@ -583,21 +625,47 @@ def _static_key(scenario):
 # ----------------------------------------------------------------------------- theory comparison
 
 
+class MatchedTheory(eqx.Module):
+    """The result of `jaxdyn.matched_theory`: `alpha` (n',), `Q` (S, n', K, K), `R` (S, n', K, M),
+    `eps_g` (S, n') (seed axis first). Unpacks as the 4-tuple `(alpha, Q, R, eps_g)`.
+
+    Example:
+        >>> a = jnp.arange(2.0)
+        >>> alpha, Q, R, e = jaxdyn.MatchedTheory(a, a[None, :, None, None], a[None, :, None, None], a[None])
+    """
+
+    alpha: jax.Array
+    Q: jax.Array
+    R: jax.Array
+    eps_g: jax.Array
+
+    def __iter__(self):
+        return iter((self.alpha, self.Q, self.R, self.eps_g))
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return (self.alpha, self.Q, self.R, self.eps_g)[i]
+
+
 def matched_theory(scenario: Scenario, sim: SimResult, *, eta=None, alpha_match=None,
-                   **integrate_kw):
+                   **integrate_kw) -> MatchedTheory:
     """The ODE started, for every seed, from that seed's measured overlaps at `alpha_match`.
 
-    Returns `(alpha, Q, R, eps_g)` with the seed axis first: `Q` (S, n', K, K) on the recorded
+    Returns a `MatchedTheory` `(alpha, Q, R, eps_g)` (it unpacks as that 4-tuple) with the seed
+    axis first: `Q` (S, n', K, K) on the recorded
     times from the one nearest `alpha_match` on (`alpha` (n',)). Default `alpha_match = 2 / eta`
     (eta alpha is the natural time of the dynamics: late enough for the fluctuations of the first
     steps to have happened, early enough to be before any plateau escape; in paper 001's setting
     the matched ODE reproduces the escape that the nominal ODE misses by a factor of ~1.5 in alpha). This is the finite-size correction of the first
     steps: the random O(1/sqrt N) symmetry breaking that the simulation realised during its first
     steps is handed to the ODE, instead of the nominal (often much smaller) one of `op0`.
-    Only for a scalar eta.
-    """
-    from ._integrate import integrate
+    Only for a scalar eta. `integrate_kw` go to `jaxdyn.integrate` (`eta2`, `i4`, `rtol`, ...).
 
+    (`jaxdyn reproduce 001-fig1` and `notebooks/simulations.py` use it; tests/test_results.py checks
+    it against `integrate` from a seed's measured overlaps.)
+    """
     if np.ndim(sim.eta) != 0:
         raise ValueError("matched_theory needs a SimResult with a scalar eta")
     eta = float(sim.eta) if eta is None else eta
@@ -620,7 +688,7 @@ def matched_theory(scenario: Scenario, sim: SimResult, *, eta=None, alpha_match=
         return tr.Q, tr.R, tr.eps_g
 
     Qs, Rs, Es = jax.vmap(one)(Q0, R0, v0)
-    return alphas, Qs, Rs, Es
+    return MatchedTheory(alphas, Qs, Rs, Es)
 
 
 def align_units(Q, R, R_ref):
@@ -630,8 +698,6 @@ def align_units(Q, R, R_ref):
     copies and the permutation of each seed (apply the same to matched theory curves). Student
     units with equal `v` are exchangeable: this only relabels, it changes no overlap.
     """
-    import itertools
-
     Q = np.array(Q)
     R = np.array(R)
     R_ref = np.asarray(R_ref)

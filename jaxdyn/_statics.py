@@ -109,7 +109,6 @@ def pair_correlation_error(c, g, *, order: int = 20):
     Example:
         >>> v, err = jaxdyn.pair_correlation_error(0.5, jaxdyn.Tanh())
     """
-
     g = _check_g(g)
     c = jnp.asarray(c, dtype=jnp.result_type(float))
     a = hermite_coefficients(g, order)

@@ -23,12 +23,14 @@ import hashlib
 import pathlib
 import shutil
 import sys
+import time
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ._typing import Rates, Times
 from ._checks import check_alphas
@@ -195,8 +197,6 @@ def _per_point(cfg: _Config, scenario, op0, alphas, alpha0, knobs, p):
 @functools.lru_cache(maxsize=16)
 def _chunk_function(cfg: _Config):
     """The jitted chunk function for a static configuration (cached: same config, no recompile)."""
-    from jax.sharding import PartitionSpec as P
-
     mesh = _mesh(cfg.devices)
 
     def local(scenario, op0, alphas, alpha0, knobs, params):
@@ -204,8 +204,9 @@ def _chunk_function(cfg: _Config):
         n = jax.tree.leaves(params)[0].shape[0]
         return jax.lax.map(f, params, batch_size=min(cfg.batch_size, n))
 
+    rep, split = PartitionSpec(), PartitionSpec("sweep")
     sharded = jax.shard_map(
-        local, mesh=mesh, in_specs=(P(), P(), P(), P(), P(), P("sweep")), out_specs=P("sweep"),
+        local, mesh=mesh, in_specs=(rep, rep, rep, rep, rep, split), out_specs=split,
         check_vma=False,
     )
 
@@ -319,8 +320,6 @@ def sweep(
         ...                   alphas=np.geomspace(1e-2, 1e3, 100), path="eta_sweep.nc")
         >>> ds.regime.plot()
     """
-    import time
-
     if not isinstance(scenario, Scenario):
         raise ValueError(f"expected jaxdyn.Scenario, got {type(scenario).__name__}")
     check_order_params(scenario, op0)
@@ -390,8 +389,6 @@ def sweep(
     done, parts, todo = store.done, store.parts, store.todo
 
     chunk_fn, mesh = _chunk_function(cfg)
-    from jax.sharding import NamedSharding, PartitionSpec
-
     sharding = NamedSharding(mesh, PartitionSpec("sweep"))
     sc_dyn = jax.tree.map(lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) else x, scenario)
     op_dyn = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))

@@ -18,6 +18,7 @@ import shutil
 import equinox as eqx
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from ._model import OrderParams, Scenario
 from ._sweep_grid import FIELD_DIMS, Grid
@@ -29,8 +30,6 @@ def is_main_process() -> bool:
 
 def to_host(x):
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
@@ -245,8 +244,6 @@ def open_store(path, meta: dict, *, overwrite: bool) -> Store:
                     except Exception:  # a damaged file (should not happen: writes are atomic)
                         f.unlink()
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             mask = np.zeros(n_chunks, np.int32)
             mask[list(done)] = 1
             mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))

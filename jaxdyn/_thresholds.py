@@ -16,8 +16,6 @@ search compiles once.
 
 from __future__ import annotations
 
-import dataclasses
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -26,28 +24,43 @@ import numpy as np
 from ._fixed_points import arc_correct, continuation, extended_field, fixed_point, flat_field, flatten_op
 from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
-from ._ode import eps_g, vector_field
+from ._ode import OrderParamODE, as_ode, eps_g
 
 
-@dataclasses.dataclass(frozen=True)
-class Threshold:
-    """A critical learning rate: `value`, achieved tolerance `tol` (the true root lies within
-    `value +- tol`, up to the model's own accuracy), `kind`, the initial `bracket`, and `details`
-    (a dict: iterations, the fixed point there, ...)."""
+class Threshold(eqx.Module):
+    """A critical learning rate: `value` (0-d array), achieved tolerance `tol` (the true root lies
+    within `value +- tol`, up to the model's own accuracy), `kind` ("stability", "fold",
+    "divergence", "nonmonotonic"), the initial `bracket` (2,), and `details` (a dict: iterations,
+    the fixed point there, ...). `float(th)` is the value; `th.as_dict()` the JSON-ready numbers.
 
-    value: float
-    tol: float
-    kind: str
-    bracket: tuple
-    details: dict = dataclasses.field(default_factory=dict)
+    Example:
+        >>> th = jaxdyn.Threshold(2.0, 1e-12, "stability", (0.5, 3.0))
+        >>> float(th), th.as_dict()["bracket"]
+    """
+
+    value: jax.Array
+    tol: jax.Array
+    bracket: jax.Array
+    kind: str = eqx.field(static=True)
+    details: dict
+
+    def __init__(self, value, tol, kind: str, bracket, details=None):
+        self.value = jnp.asarray(value, dtype=float)
+        self.tol = jnp.asarray(tol, dtype=float)
+        self.kind = str(kind)
+        self.bracket = jnp.asarray(bracket, dtype=float)
+        self.details = {} if details is None else dict(details)
 
     def __float__(self):
         return float(self.value)
 
     def as_dict(self) -> dict:
-        return {"value": self.value, "tol": self.tol, "kind": self.kind,
-                "bracket": list(self.bracket), **{k: v for k, v in self.details.items()
-                                                 if isinstance(v, (int, float, str, bool, list))}}
+        """`value`, `tol`, `kind`, `bracket` and the scalar/list entries of `details` as Python
+        numbers (for JSON)."""
+        return {"value": float(self.value), "tol": float(self.tol), "kind": self.kind,
+                "bracket": [float(e) for e in self.bracket],
+                **{k: v for k, v in self.details.items()
+                   if isinstance(v, (int, float, str, bool, list))}}
 
 
 def _illinois(h, a, b, fa, fb, *, xtol, maxiter=80):
@@ -121,19 +134,19 @@ def stability_threshold(
         >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
         >>> jaxdyn.stability_threshold(jaxdyn.Scenario(K=1, M=1), pl, eta_bracket=(0.5, 3.0)).value
     """
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
     e0, e1 = (float(e) for e in eta_bracket)
     if method not in ("auto", "pencil", "continuation"):
         raise ValueError(f"method must be 'auto', 'pencil' or 'continuation', got {method!r}")
     if method != "continuation" and symmetry is None:
-        th = _pencil_threshold(scenario, fixed_point_guess, e0, e1, eta2=eta2, i4=i4, order=order,
-                               xtol=xtol, required=method == "pencil",
+        th = _pencil_threshold(ode, fixed_point_guess, e0, e1, xtol=xtol, required=method == "pencil",
                                with_fixed_point=with_fixed_point)
         if th is not None:
             return th
     elif method == "pencil":
         raise ValueError("method='pencil' needs symmetry=None (the full Jacobian)")
-    br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
-                      order=order, symmetry=symmetry, ds_max=ds_max, max_points=2000)
+    br = continuation(ode, fixed_point_guess, eta_start=e0, eta_stop=e1, symmetry=symmetry,
+                      ds_max=ds_max, max_points=2000)
     mr = br.max_real
     s0 = np.sign(mr[0])
     idx = np.nonzero(np.sign(mr) != s0)[0]
@@ -149,25 +162,24 @@ def stability_threshold(
             f"stability_threshold: the branch folds at eta ~ {folds_before[0]['eta']:.6g} before it "
             "changes stability; use fold_eta"
         )
-    ea, eb = br.eta[j - 1], br.eta[j]
-    xa, xb = br.x[j - 1], br.x[j]
+    ea, eb = float(br.eta[j - 1]), float(br.eta[j])
+    xa, xb = np.asarray(br.x[j - 1]), np.asarray(br.x[j])
     dtype = jnp.result_type(float)
     cache = {}
 
     def h(e):
         w = (e - ea) / (eb - ea)
         guess = jnp.asarray((1 - w) * xa + w * xb, dtype)
-        fp = fixed_point(scenario, guess, eta=jnp.asarray(e, dtype), eta2=eta2, i4=i4, order=order)
+        fp = fixed_point(ode, guess, eta=jnp.asarray(e, dtype))
         if not bool(fp.converged):
             raise RuntimeError(f"stability_threshold: Newton failed at eta = {e}")
         cache[e] = fp
         return float(fp.max_real)
 
-    root, a, b, n = _illinois(h, ea, eb, mr[j - 1], mr[j], xtol=xtol)
-    fp = fixed_point(scenario, jnp.asarray(0.5 * (xa + xb), dtype), eta=jnp.asarray(root, dtype),
-                     eta2=eta2, i4=i4, order=order)
+    root, a, b, n = _illinois(h, ea, eb, float(mr[j - 1]), float(mr[j]), xtol=xtol)
+    fp = fixed_point(ode, jnp.asarray(0.5 * (xa + xb), dtype), eta=jnp.asarray(root, dtype))
     # conditioning: d(max Re lambda)/d eta from the bracket ends
-    slope = (mr[j] - mr[j - 1]) / (eb - ea)
+    slope = float(mr[j] - mr[j - 1]) / (eb - ea)
     tol = max(0.5 * abs(b - a), abs(float(fp.max_real)) / max(abs(slope), 1e-300),
               4 * np.finfo(float).eps * abs(root))
     lead = np.asarray(fp.eigenvalues)[0]
@@ -181,19 +193,19 @@ def stability_threshold(
 
 
 @eqx.filter_jit
-def _field_and_jacobian(scenario, x, eta, *, eta2, i4, order):
-    f = lambda y: flat_field(scenario, y, eta, eta2=eta2, i4=i4, order=order)
+def _field_and_jacobian(ode, x, eta):
+    f = lambda y: flat_field(ode, y, eta)
     return f(x), jax.jacfwd(f)(x)
 
 
-def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, required,
-                      with_fixed_point=True):
+def _pencil_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, required, with_fixed_point=True):
     """The perfect-learning fast path of `stability_threshold` (None if the fixed point moves)."""
+    # deferred: scipy is a dev dependency, needed only on this path
     import scipy.linalg
     import scipy.optimize
 
+    scenario = ode.scenario
     dtype = jnp.result_type(float)
-    kw = dict(eta2=eta2, i4=i4, order=order)
     em = 0.5 * (e0 + e1)
     etas = (e0, e1, em)
     if isinstance(guess, OrderParams):
@@ -202,16 +214,15 @@ def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, require
     else:
         xg = jnp.asarray(guess, dtype)
     # cheap path: the guess is already a fixed point at every eta (one compiled Jacobian, no Newton)
-    fj = [_field_and_jacobian(scenario, jnp.asarray(xg, dtype), jnp.asarray(e, dtype), **kw)
-          for e in etas]
+    fj = [_field_and_jacobian(ode, jnp.asarray(xg, dtype), jnp.asarray(e, dtype)) for e in etas]
     x = np.asarray(xg, float)
     moved = 0.0
     ok = all(float(jnp.max(jnp.abs(f))) <= 1e-10 for f, _ in fj)
     if ok:
         Ja, Jb, Jm = (np.asarray(J) for _, J in fj)
     else:
-        fa = fixed_point(scenario, guess, eta=jnp.asarray(e0, dtype), **kw)
-        fps = [fa] + [fixed_point(scenario, fa.x, eta=jnp.asarray(e, dtype), **kw) for e in (e1, em)]
+        fa = fixed_point(ode, guess, eta=jnp.asarray(e0, dtype))
+        fps = [fa] + [fixed_point(ode, fa.x, eta=jnp.asarray(e, dtype)) for e in (e1, em)]
         x = np.asarray(fa.x)
         moved = max(float(np.max(np.abs(np.asarray(f.x) - x))) for f in fps)
         ok = all(bool(f.converged) for f in fps) and moved <= 1e-12 * (1.0 + np.max(np.abs(x)))
@@ -271,7 +282,7 @@ def _pencil_threshold(scenario, guess, e0, e1, *, eta2, i4, order, xtol, require
     lam = np.linalg.eigvals(A + root * B)
     lead = lam[np.argmax(lam.real)] * root
     hopf = hopf or abs(lead.imag) > 1e-8 * max(1.0, abs(lead))
-    fp = fixed_point(scenario, jnp.asarray(x, dtype), eta=jnp.asarray(root, dtype), **kw) \
+    fp = fixed_point(ode, jnp.asarray(x, dtype), eta=jnp.asarray(root, dtype)) \
         if with_fixed_point else None
     eps = 1e-7 * root
     nu = lambda e: int(np.sum(np.linalg.eigvals(A + e * B).real > zero_tol))
@@ -315,11 +326,11 @@ def fold_eta(
         >>> fp = jaxdyn.symmetric_fixed_point(sc, guess, eta=jnp.array(1.25))
         >>> jaxdyn.fold_eta(sc, fp.x, eta_start=1.25, eta_stop=1.3, ds_max=0.01).value
     """
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
     e0 = float(eta_start)
     e1 = float(eta_stop) if eta_stop is not None else 10.0 * e0
-    br = continuation(scenario, fixed_point_guess, eta_start=e0, eta_stop=e1, eta2=eta2, i4=i4,
-                      order=order, symmetry=symmetry, ds_max=ds_max, stop_at_fold=True,
-                      max_points=4000)
+    br = continuation(ode, fixed_point_guess, eta_start=e0, eta_stop=e1, symmetry=symmetry,
+                      ds_max=ds_max, stop_at_fold=True, max_points=4000)
     if not br.folds:
         raise ValueError(f"fold_eta: no fold between eta = {e0} and {e1} ({br.stopped})")
     i = br.folds[0]["index"]
@@ -327,14 +338,14 @@ def fold_eta(
     ya = jnp.asarray(np.concatenate([br.x[i - 1], [br.eta[i - 1]]]), dtype)
     yb = np.concatenate([br.x[i], [br.eta[i]]])
     ta = jnp.asarray(br.tangent[i - 1], dtype)
-    kw = dict(eta2=eta2, i4=i4, order=order, rtol=1e-8, atol=1e-11, max_steps=16)
+    kw = dict(rtol=1e-8, atol=1e-11, max_steps=16)
     sb = float(jnp.dot(ta, jnp.asarray(yb) - ya))
     pts = {}
 
     def g(s):
         # predictor: the point on the chord from y_a to y_b with t_a . (y - y_a) = s
         y_pred = ya + (s / sb) * (jnp.asarray(yb) - ya)
-        y, t, lam, nu, res, ok, _ = arc_correct(scenario, y_pred, ta, ya, jnp.asarray(s, dtype), **kw)
+        y, t, lam, nu, res, ok, _ = arc_correct(ode, y_pred, ta, ya, jnp.asarray(s, dtype), **kw)
         if not bool(ok):
             raise RuntimeError(f"fold_eta: corrector failed at s = {s}")
         pts[s] = (np.asarray(y), np.asarray(lam), float(res))
@@ -347,13 +358,12 @@ def fold_eta(
     y, lam, res = pts[root]
     eta_f = float(y[-1])
     # conditioning of (x, eta) at a regular fold: smallest singular value of [J | f_eta]
-    A = np.asarray(jax.jacfwd(lambda yy: _ext(scenario, yy, eta2, i4, order))(jnp.asarray(y)))
+    A = np.asarray(jax.jacfwd(lambda yy: extended_field(ode, yy))(jnp.asarray(y)))
     smin = np.linalg.svd(A, compute_uv=False)[-1]
     ea = float(pts[a][0][-1]) if a in pts else float(ya[-1])
     eb = float(pts[b][0][-1]) if b in pts else float(yb[-1])
     tol = max(abs(ea - eta_f), abs(eb - eta_f), res / max(smin, 1e-300), 1e-15 * eta_f)
-    fp = fixed_point(scenario, jnp.asarray(y[:-1]), eta=jnp.asarray(eta_f, dtype), eta2=eta2,
-                     i4=i4, order=order)
+    fp = fixed_point(ode, jnp.asarray(y[:-1]), eta=jnp.asarray(eta_f, dtype))
     return Threshold(
         value=eta_f, tol=float(tol), kind="fold", bracket=(e0, e1),
         details={"n_evals": n, "n_branch_points": len(br.eta), "fixed_point": fp,
@@ -364,15 +374,11 @@ def fold_eta(
     )
 
 
-def _ext(scenario, y, eta2, i4, order):
-    return extended_field(scenario, y, eta2=eta2, i4=i4, order=order)
-
-
 # --------------------------------------------------------------------------- trajectories
-def _traj(scenario, op0, eta, alphas, eta2, i4, order, rtol, atol, max_steps, blowup):
-    return integrate(scenario, op0, eta=jnp.asarray(eta, jnp.result_type(float)), alphas=alphas,
-                     eta2=eta2, i4=i4, order=order, rtol=rtol, atol=atol, max_steps=max_steps,
-                     blowup=blowup, throw=False)
+def _traj(ode, op0, eta, alphas, rtol, atol, max_steps, blowup):
+    return integrate(ode.scenario, op0, eta=jnp.asarray(eta, jnp.result_type(float)),
+                     alphas=alphas, eta2=ode.eta2, i4=ode.i4, rtol=rtol, atol=atol,
+                     max_steps=max_steps, blowup=blowup, throw=False)
 
 
 def divergence_eta(
@@ -401,12 +407,13 @@ def divergence_eta(
         >>> th = jaxdyn.divergence_eta(sc, op0, eta_bracket=(2.0, 3.0), alpha_max=200.0, xtol=1e-4)
         >>> th.value, th.tol
     """
-    check_order_params(scenario, op0)
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    check_order_params(ode.scenario, op0)
     lo, hi = (float(e) for e in eta_bracket)
     alphas = jnp.asarray([alpha_max], jnp.result_type(float))
 
     def run(e):
-        tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, blowup)
+        tr = _traj(ode, op0, e, alphas, rtol, atol, max_steps, blowup)
         if not bool(tr.ok):
             raise RuntimeError(f"divergence_eta: integrate failed at eta = {e}: {tr.message()}")
         return bool(tr.diverged), float(tr.alpha_end)
@@ -432,14 +439,14 @@ def divergence_eta(
 
 
 @eqx.filter_jit
-def _max_log_rate(scenario, Q, R, eta, alphas, eps_floor, *, eta2, i4, order):
+def _max_log_rate(ode, Q, R, eta, alphas, eps_floor):
     """max over recorded alpha of d ln eps_g / d alpha (parabolic refinement at the grid max),
     ignoring points where eps_g < eps_floor * eps_g(alpha_0) (there eps_g is rounding noise)."""
 
     def rate(q, r):
         op = OrderParams(Q=q, R=r)
-        f = vector_field(scenario, op, eta, eta2=eta2, i4=i4, order=order)
-        e, de = jax.jvp(lambda o: eps_g(scenario, o), (op,), (f,))
+        f = ode.field(op, eta)
+        e, de = jax.jvp(lambda o: eps_g(ode.scenario, o), (op,), (f,))
         return de / e, e
 
     ok = jnp.all(jnp.isfinite(Q), axis=(-1, -2))
@@ -488,18 +495,19 @@ def nonmonotonic_eta(
         >>> op0 = jaxdyn.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
         >>> jaxdyn.nonmonotonic_eta(sc, op0, eta_bracket=(1.2, 1.23), xtol=1e-4, n_alpha=1000).value
     """
-    check_order_params(scenario, op0)
+    ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
+    check_order_params(ode.scenario, op0)
     lo, hi = (float(e) for e in eta_bracket)
     dtype = jnp.result_type(float)
     alphas = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3, alpha_max, n_alpha - 1)]).astype(dtype)
     info = {}
 
     def h(e):
-        tr = _traj(scenario, op0, e, alphas, eta2, i4, order, rtol, atol, max_steps, 1e4)
+        tr = _traj(ode, op0, e, alphas, rtol, atol, max_steps, 1e4)
         if not bool(tr.ok):
             raise RuntimeError(f"nonmonotonic_eta: integrate failed at eta = {e}: {tr.message()}")
-        v, a = _max_log_rate(scenario, tr.Q, tr.R, jnp.asarray(e, dtype), alphas,
-                             jnp.asarray(eps_floor, dtype), eta2=eta2, i4=i4, order=order)
+        v, a = _max_log_rate(ode, tr.Q, tr.R, jnp.asarray(e, dtype), alphas,
+                             jnp.asarray(eps_floor, dtype))
         info[e] = (float(a), bool(tr.diverged))
         return float(v)
 

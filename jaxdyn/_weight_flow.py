@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._activations import ReLU
 from ._model import OrderParams, Scenario
 from ._population import check_weights, population_gradient, population_loss
 
@@ -74,8 +75,6 @@ def population_scenario(W_teacher, *, K: int, v=None, u=None) -> Scenario:
     Wt = jnp.asarray(W_teacher, float)
     if Wt.ndim != 2:
         raise ValueError(f"W_teacher must have shape (M, d), got {Wt.shape}")
-    from ._activations import ReLU
-
     return Scenario(K=K, M=Wt.shape[0], T=Wt @ Wt.T, g=ReLU(), v=v, w=u)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._fixed_points import FixedPoint, fixed_point
 from ._model import OrderParams, Scenario
+from ._ode import OrderParamODE
 
 
 def paper001_scenario() -> Scenario:
@@ -76,7 +77,8 @@ def plateau_fixed_point(sc: Scenario, eta, *, eta2=True, i4="exact", order=10, g
     g = symmetric_guess(sc) if guess is None else guess
     fp = fixed_point(sc, g, eta=eta, eta2=False, symmetry="unspecialised")
     if eta2:
-        fp = fixed_point(sc, fp.x, eta=eta, eta2=True, i4=i4, order=order, symmetry="unspecialised")
+        ode = OrderParamODE(sc, i4=i4, order=order)
+        fp = fixed_point(ode, fp.x, eta=eta, symmetry="unspecialised")
     return fp
 
 

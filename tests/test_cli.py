@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jaxdyn._cli import main
+from jaxdyn.cli import main
 from jaxdyn._reproduce import list_reproductions
 
 
@@ -32,5 +32,14 @@ def test_unknown_reproduction(tmp_path):
 
 def test_console_script_entry_point():
     out = subprocess.run([sys.executable, "-m", "jaxdyn._cli", "reproduce", "--list"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "001-learning-curve" in out.stdout
+
+
+def test_former_entry_point_still_works():
+    from jaxdyn._cli import main as old_main
+
+    assert old_main is main
+    out = subprocess.run([sys.executable, "-m", "jaxdyn.cli", "reproduce", "--list"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "001-learning-curve" in out.stdout

@@ -297,9 +297,9 @@ def test_statics_cli(tmp_path):
 
     import xarray as xr
 
-    from jaxdyn._cli import main
+    from jaxdyn.cli import main
 
-    assert main(["statics", "--K", "2", "--activation", "relu", "--alpha-max", "12",
+    assert main(["statics", "--K", "2", "--g", "relu", "--alpha-max", "12",
                  "--out", str(tmp_path)]) == 0
     ds = xr.load_dataset(tmp_path / "statics_K2_relu.nc", engine="netcdf4")
     assert list(ds.branch.values) == ["unspecialised", "specialised", "anti"]

@@ -205,7 +205,7 @@ def test_cli_sweep(tmp_path):
                    'alphas = "geom:0.1:60:30"\nbatch_size = 2\n')
     out = tmp_path / "s.nc"
     env = dict(os.environ, EQX_ON_ERROR="nan", JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, "-m", "jaxdyn._cli", "sweep", "--config", str(cfg),
+    r = subprocess.run([sys.executable, "-m", "jaxdyn.cli", "sweep", "--config", str(cfg),
                         "--out", str(out), "--no-progress", "--cpu-devices", "2"],
                        capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

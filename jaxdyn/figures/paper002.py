@@ -9,18 +9,19 @@ finite-N Gibbs-sampling check of the saddle point.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import jaxdyn as jd
+
 from .._reproduce import register
+from . import new_axes, save
 
 
 def branches(K, g, *, alpha_max, n_alpha=300):
     """The unspecialised, specialised (R > S) and anti-specialised (R < S) branches as dicts of
     numpy arrays (alpha, R, S, C, eps_g, beta_f, stable), plus the transition."""
-    import jax.numpy as jnp
-
-    import jaxdyn as jd
-
     tr = jd.specialisation_transition(K=K, g=g)
     a_u = np.linspace(1e-3, alpha_max, n_alpha)
     bu = jd.unspecialised_branch(K=K, g=g, alphas=jnp.asarray(a_u))
@@ -53,7 +54,9 @@ def _vlines(ax, tr, with_d=True):
         ax.axvline(tr.alpha_inst, color="0.4", ls="-.", lw=0.8)
 
 
-def _rs_panel(ax, bb, title):
+def plot_rs_panel(bb, title, *, ax=None):
+    """R and S of the three branches `bb` (from `branches`) against alpha, stable parts solid."""
+    fig, (ax,) = new_axes(ax)
     for name, c in (("unspecialised", "k"), ("specialised", "C0"), ("anti", "C3")):
         b = bb[name]
         _plot(ax, b, "R", c, f"R ({name})")
@@ -63,15 +66,19 @@ def _rs_panel(ax, bb, title):
     ax.set_ylabel("R, S")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
+    return fig
 
 
-def _eps_panel(ax, bb, title):
+def plot_eps_panel(bb, title, *, ax=None):
+    """eps_g of the three branches `bb` (from `branches`) against alpha, stable parts solid."""
+    fig, (ax,) = new_axes(ax)
     for name, c in (("unspecialised", "k"), ("specialised", "C0"), ("anti", "C3")):
         _plot(ax, bb[name], "eps_g", c, name)
     ax.set_xlabel(r"$\alpha$")
     ax.set_ylabel(r"$\epsilon_g$")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
+    return fig
 
 
 def _tr_numbers(tr):
@@ -80,73 +87,59 @@ def _tr_numbers(tr):
 
 @register("002-fig2", "paper 002 fig. 2: sigmoid K=2 (continuous, alpha_c) and K=5 (alpha_s, alpha_c, alpha_d)")
 def fig2(outdir, *, fast=False):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     g = jd.Erf()
     b2 = branches(2, g, alpha_max=60.0)
     b5 = branches(5, g, alpha_max=90.0)
-    fig, axs = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    fig, axs = new_axes(None, 2, nrows=2, figsize=(10, 7))
+    axs = axs.reshape(2, 2)
     t2, t5 = b2["transition"], b5["transition"]
-    _rs_panel(axs[0, 0], b2, rf"sigmoid K=2: $\alpha_c$ = {t2.alpha_c:.4f} (paper 23.7)")
+    plot_rs_panel(b2, ax=axs[0, 0], title=rf"sigmoid K=2: $\alpha_c$ = {t2.alpha_c:.4f} (paper 23.7)")
     axs[0, 0].axvline(t2.alpha_c, color="0.4", ls="--", lw=0.8)
-    _eps_panel(axs[0, 1], b2, "sigmoid K=2: learning curve (kink at alpha_c)")
+    plot_eps_panel(b2, ax=axs[0, 1], title="sigmoid K=2: learning curve (kink at alpha_c)")
     axs[0, 1].axvline(t2.alpha_c, color="0.4", ls="--", lw=0.8)
-    _rs_panel(axs[1, 0], b5, rf"K=5: $\alpha_s$={t5.alpha_s:.3f}, $\alpha_c$={t5.alpha_c:.3f}, "
+    plot_rs_panel(b5, ax=axs[1, 0], title=rf"K=5: $\alpha_s$={t5.alpha_s:.3f}, $\alpha_c$={t5.alpha_c:.3f}, "
               rf"$\alpha_d$={t5.alpha_inst:.3f} (paper 44.3, 46.6, 62.8)")
     _vlines(axs[1, 0], t5)
-    _eps_panel(axs[1, 1], b5, r"K=5: dotted vertical $\alpha_s$, dashed $\alpha_c$, dash-dot $\alpha_d$")
+    plot_eps_panel(b5, ax=axs[1, 1], title=r"K=5: dotted vertical $\alpha_s$, dashed $\alpha_c$, dash-dot $\alpha_d$")
     _vlines(axs[1, 1], t5)
     axs[1, 1].set_ylim(0, 0.06)
     axs[0, 1].set_ylim(0, 0.12)
-    fig.savefig(outdir / "002-fig2.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-fig2.png")
     return {"K2": _tr_numbers(t2), "K5": _tr_numbers(t5)}
 
 
 @register("002-fig3", "paper 002 fig. 3: ReLU K=2 and K=10 (R > S and R < S branches)")
 def fig3(outdir, *, fast=False):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     g = jd.ReLU()
     b2 = branches(2, g, alpha_max=20.0)
     b10 = branches(10, g, alpha_max=20.0)
     t2, t10 = b2["transition"], b10["transition"]
-    fig, axs = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
-    _rs_panel(axs[0, 0], b2, rf"ReLU K=2: $\alpha_c$ = {t2.alpha_c:.4f} (paper 6.1)")
-    _eps_panel(axs[0, 1], b2, "ReLU K=2: learning curve")
-    _rs_panel(axs[1, 0], b10, rf"ReLU K=10: $\alpha_s$={t10.alpha_s:.4f}, $\alpha_c$={t10.alpha_c:.4f}, "
+    fig, axs = new_axes(None, 2, nrows=2, figsize=(10, 7))
+    axs = axs.reshape(2, 2)
+    plot_rs_panel(b2, ax=axs[0, 0], title=rf"ReLU K=2: $\alpha_c$ = {t2.alpha_c:.4f} (paper 6.1)")
+    plot_eps_panel(b2, ax=axs[0, 1], title="ReLU K=2: learning curve")
+    plot_rs_panel(b10, ax=axs[1, 0], title=rf"ReLU K=10: $\alpha_s$={t10.alpha_s:.4f}, $\alpha_c$={t10.alpha_c:.4f}, "
               rf"$\alpha_{{inst}}$={t10.alpha_inst:.4f} (paper 6.2)")
-    _eps_panel(axs[1, 1], b10, "ReLU K=10: R > S (blue) vs R < S (red)")
+    plot_eps_panel(b10, ax=axs[1, 1], title="ReLU K=10: R > S (blue) vs R < S (red)")
     for ax in axs.ravel():
         ax.axvline(t2.alpha_c if ax in axs[0] else t10.alpha_c, color="0.4", ls="--", lw=0.8)
     axs[0, 1].set_ylim(0, 0.35)
     axs[1, 1].set_ylim(0, 0.12)
-    fig.savefig(outdir / "002-fig3.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-fig3.png")
     return {"K2": _tr_numbers(t2), "K10": _tr_numbers(t10)}
 
 
 @register("002-fig4", "paper 002 fig. 4: ReLU K -> infinity, alpha_c = 2 pi, R > 0 and R < 0 equal eps_g")
 def fig4(outdir, *, fast=False):
-    import jax.numpy as jnp
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     g = jd.ReLU()
     lk = jd.large_K_transition(g=g)
     R = np.linspace(1e-4, 0.999, 800)
     # branch alpha(R) of beta f / K = alpha eps_inf(R) - 1/2 ln(1 - R^2): alpha eps_inf' = -R/(1-R^2)
-    import jax
 
     de = jax.vmap(jax.grad(lambda r: jd.large_K_eps_g(r, g)))(jnp.asarray(R))
     a = np.asarray(-R / ((1 - R**2) * de))
     eps = np.asarray(jd.large_K_eps_g(jnp.asarray(R), g))
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, axs = new_axes(None, 2, figsize=(10, 3.6))
     amax = 30.0
     m = a <= amax
     axs[0].plot(a[m], R[m], "C0", label="R > 0")
@@ -168,21 +161,16 @@ def fig4(outdir, *, fast=False):
     axs[1].set_xlabel(r"$\alpha$")
     axs[1].set_ylabel(r"$\epsilon_g$")
     axs[1].legend(fontsize=7)
-    fig.savefig(outdir / "002-fig4.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-fig4.png")
     return {"relu_large_K": lk.as_dict(), "plateau_eps_g": 0.25 - 0.5 / np.pi,
             "eps_g_at_alpha_100_times_2alpha": float(2 * 100 * np.interp(100, a, eps))}
 
 
 @register("002-fig5", "paper 002 fig. 5: student-student overlap C(alpha), sigmoid K=5 and ReLU K=10")
 def fig5(outdir, *, fast=False):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     b5 = branches(5, jd.Erf(), alpha_max=90.0)
     b10 = branches(10, jd.ReLU(), alpha_max=30.0)
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig, axs = new_axes(None, 2, figsize=(10, 3.8))
     for ax, bb, title in ((axs[0], b5, "sigmoid K=5"), (axs[1], b10, "ReLU K=10")):
         for name, c in (("unspecialised", "k"), ("specialised", "C0"), ("anti", "C3")):
             _plot(ax, bb[name], "C", c, name)
@@ -199,8 +187,7 @@ def fig5(outdir, *, fast=False):
     anti = b5["anti"]
     i = np.nonzero(np.diff(np.sign(anti["C"])))[0]
     a0 = float(np.interp(0.0, anti["C"][i[0]:i[0] + 2], anti["alpha"][i[0]:i[0] + 2])) if i.size else None
-    fig.savefig(outdir / "002-fig5.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-fig5.png")
     un = b10["unspecialised"]
     return {"erf_K5_alpha_d": b5["transition"].alpha_inst, "erf_K5_C_at_alpha_d": b5["transition"].C_inst,
             "erf_K5_C_zero_on_anti_branch": a0,
@@ -208,8 +195,6 @@ def fig5(outdir, *, fast=False):
 
 
 def transition_table(Ks, g):
-    import jaxdyn as jd
-
     return {int(K): jd.specialisation_transition(K=K, g=g).as_dict() for K in Ks}
 
 
@@ -217,7 +202,6 @@ def transition_table(Ks, g):
 def transitions(outdir, *, fast=False):
     import time
 
-    import jaxdyn as jd
 
     Ks = [2, 3, 5] if fast else list(range(2, 21))
     out = {}
@@ -232,9 +216,8 @@ def transitions(outdir, *, fast=False):
             lines.append(f"| {K} | {name} | {d['alpha_inst']:.10f} | {d['alpha_s']:.10f} | "
                          f"{d['alpha_c']:.10f} | {d['jump']:.6f} | {d['continuous']} |")
     (outdir / "002-transitions.md").write_text("\n".join(lines) + "\n")
-    import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, axs = new_axes(None, 2, figsize=(10, 3.6))
     for ax, name in zip(axs, ("relu", "erf")):
         K = np.array(list(out[name]))
         for key, st in (("alpha_inst", "-."), ("alpha_c", "--"), ("alpha_s", ":")):
@@ -246,15 +229,12 @@ def transitions(outdir, *, fast=False):
         ax.set_title(f"{name}: transition vs K", fontsize=9)
         ax.legend(fontsize=7)
     axs[0].set_ylim(6.0, 6.35)
-    fig.savefig(outdir / "002-transitions.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-transitions.png")
     return out
 
 
 def full_hessian_along(K, g, branch, alphas):
     """Full-Hessian eigenvalue summary on a site-symmetric branch at (approximately) `alphas`."""
-    import jaxdyn as jd
-
     rows = []
     a = np.asarray(branch.alpha)
     ok = np.asarray(branch.converged)
@@ -272,15 +252,11 @@ def full_hessian_along(K, g, branch, alphas):
 
 @register("002-full-hessian", "paper 002: R < S (and R > S) ReLU states classified by the full Hessian, K=3,4,5,10")
 def full_hessian_table(outdir, *, fast=False):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     g = jd.ReLU()
     Ks = [3, 10] if fast else [3, 4, 5, 10]
     alphas = [6.5, 8, 10, 15, 20, 40] if fast else [6.5, 7, 8, 10, 12, 15, 20, 30, 40, 60, 100, 150]
     out = {}
-    fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    fig, (ax,) = new_axes(None, figsize=(6, 3.8))
     for K in Ks:
         tr = jd.specialisation_transition(K=K, g=g)
         anti = jd.specialised_branch(K=K, g=g, kind="anti", transition=tr)
@@ -312,24 +288,19 @@ def full_hessian_table(outdir, *, fast=False):
     ax.set_ylabel("negative full-Hessian directions")
     ax.set_title("ReLU R < S branch: (K-1)(K-2)/2 unstable directions off site symmetry", fontsize=8)
     ax.legend(fontsize=7)
-    fig.savefig(outdir / "002-full-hessian.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-full-hessian.png")
     return out
 
 
 @register("002-gibbs", "annealed Gibbs density sampled at N = 100, 300, 1000 (geodesic HMC) vs the saddle point")
 def gibbs(outdir, *, fast=False):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
     Ns = [100, 300] if fast else [100, 300, 1000]
     n_chains = 4 if fast else 16
     n_samples, n_burn = (60, 40) if fast else (300, 150)
     cases = [("relu", jd.ReLU(), 3.0), ("relu", jd.ReLU(), 12.0), ("erf", jd.Erf(), 12.0),
              ("erf", jd.Erf(), 40.0)]
     out = {}
-    fig, axs = plt.subplots(1, len(cases), figsize=(14, 3.6), constrained_layout=True)
+    fig, axs = new_axes(None, len(cases), figsize=(14, 3.6))
     for ax, (name, g, alpha) in zip(axs, cases):
         guess = "specialised" if (name == "relu" and alpha > 6.1) or (name == "erf" and alpha > 23.7) \
             else "unspecialised"
@@ -363,6 +334,5 @@ def gibbs(outdir, *, fast=False):
         out[f"{name}_alpha{alpha:g}"] = {"saddle": {"R": float(eq.R), "S": float(eq.S), "C": float(eq.C),
                                                    "eps_g": float(eq.eps_g)}, "samples": rows}
     axs[0].set_ylabel("chain means (dots), single-sample spread (bars)")
-    fig.savefig(outdir / "002-gibbs.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "002-gibbs.png")
     return out

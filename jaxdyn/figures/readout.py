@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import pathlib
 
+import diffrax
 import numpy as np
 
+import jaxdyn as jd
+
 from .._reproduce import register
+from . import new_axes, save
 
 LR, LR2, DT = 0.5, 0.3, 0.01
 _DATA = pathlib.Path(__file__).resolve().parents[2] / "tests" / "data" / "nn2pp-both"
@@ -39,8 +43,6 @@ def golden_data(folder=None):
 def cpp_scenario(data, *, sigma=0.0, wd=0.0):
     """jaxdyn's Scenario for the C++ run (--lr 0.5 --lr2 0.3 [--sigma --wd]): weight decay converted,
     `weight_decay = wd / lr`, `weight_decay_v = wd / lr2` (the C++ decay carries no learning rate)."""
-    import jaxdyn as jd
-
     extra = dict(weight_decay=wd / LR, weight_decay_v=wd / LR2) if wd else {}
     return jd.Scenario(K=2, M=2, T=data["T"], g=jd.Erf(), w=data["A"], eta_v=LR2, noise=sigma, **extra)
 
@@ -49,10 +51,6 @@ def euler_vs_cpp(data, rows, *, sigma=0.0, wd=0.0):
     """jaxdyn's Euler trajectory at the printed times, and the deviation in units of the 6th digit.
 
     Returns `(alpha, ours, ref, err)` with columns `eg, Q11, Q12, Q22, R11, R12, R21, R22, v1, v2`."""
-    import diffrax
-
-    import jaxdyn as jd
-
     sc = cpp_scenario(data, sigma=sigma, wd=wd)
     alphas = np.rint(rows[:, 0] / DT) * DT
     tr = jd.integrate(sc, jd.OrderParams(Q=data["Q0"], R=data["R0"], v=data["v0"]), eta=LR,
@@ -67,8 +65,6 @@ def euler_vs_cpp(data, rows, *, sigma=0.0, wd=0.0):
 
 def k3_initial(K=3, M=2, seed=1):
     """A generic small random student (N = 50 Gram matrix) and readout (0.6, 0.5, 0.4)."""
-    import jaxdyn as jd
-
     rng = np.random.default_rng(seed)
     J = rng.normal(size=(K, 50)) * 0.3
     B = np.eye(M, 50) * np.sqrt(50)
@@ -77,8 +73,6 @@ def k3_initial(K=3, M=2, seed=1):
 
 def k3_run(g, *, alpha_max=1e4, eta=0.5, eta_v=0.5, noise=0.0, eta2=True):
     """The K = 3, M = 2 both-layer ODE from `k3_initial` to `alpha_max` (log-spaced records)."""
-    import jaxdyn as jd
-
     sc = jd.Scenario(K=3, M=2, g=g, eta_v=eta_v, noise=noise)
     alphas = np.concatenate([[0.0], np.logspace(-1, np.log10(alpha_max), 80)])
     return jd.integrate(sc, k3_initial(), eta=eta, alphas=alphas, max_steps=400_000, eta2=eta2)
@@ -97,22 +91,13 @@ def unit_roles(tr):
             "min_abs_v": float(np.min(np.abs(v)))}
 
 
-@register("readout", "second-layer learning: erf K=M=2 both layers vs the C++ reference; ReLU/erf K=3, M=2")
-def fig_readout(outdir, *, fast: bool):
-    import matplotlib.pyplot as plt
-
-    import jaxdyn as jd
-
-    data = golden_data()
-    numbers = {}
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    # (a, b) against the C++ code
-    ax_e, ax_v = axes[0]
-    for key, sigma, wd, col in (("noiseless", 0.0, 0.0, "C0"), ("noisy_wd", 0.1, 0.001, "C3")):
-        rows = data[key]
-        a, ours, ref, err = euler_vs_cpp(data, rows, sigma=sigma, wd=wd)
-        numbers[f"cpp_{key}_max_err_6th_digit"] = float(err.max())
-        numbers[f"cpp_{key}_rows"] = int(len(rows))
+def plot_cpp_comparison(curves, numbers, *, axes=None):
+    """(a, b): eps_g and the readout of jaxdyn's Euler run against the C++ reference rows.
+    `curves`: {key: (alpha, ours, ref)} for "noiseless" and "noisy_wd"; `numbers` holds the
+    `cpp_<key>_max_err_6th_digit` deviations."""
+    fig, (ax_e, ax_v) = new_axes(axes, 2, figsize=(11, 4))
+    for key, col in (("noiseless", "C0"), ("noisy_wd", "C3")):
+        a, ours, ref = curves[key]
         lab = "noiseless" if key == "noiseless" else "noise 0.1, wd 0.001"
         lw = 4 if key == "noiseless" else 1.5  # the two runs nearly coincide: noiseless underneath
         ax_e.plot(a, ours[:, 0], color=col, lw=lw, alpha=0.6 if lw > 2 else 1,
@@ -131,26 +116,49 @@ def fig_readout(outdir, *, fast: bool):
     ax_v.set(xscale="log", xlabel=r"$\alpha$", ylabel=r"readout $v_i$",
              title="student readout (lines jaxdyn, circles C++)")
     ax_v.legend(fontsize=7, loc="center left")
+    return fig
+
+
+def plot_k3(tr, roles, name, *, ax=None):
+    """(c, d): the readout of the K = 3, M = 2 run `tr` with each unit's teacher (`roles` from
+    `unit_roles`), eps_g dotted on a second axis."""
+    fig, (ax,) = new_axes(ax, figsize=(5.5, 4))
+    a = np.asarray(tr.alpha)
+    for i in range(3):
+        ax.plot(a[1:], np.asarray(tr.v)[1:, i], lw=1.5,
+                label=f"v{i + 1} (-> teacher {roles['teacher'][i] + 1}, |J|={roles['norm'][i]:.2f})")
+    ax2 = ax.twinx()
+    ax2.plot(a[1:], np.asarray(tr.eps_g)[1:], "k:", lw=1.2)
+    ax2.set_yscale("log")
+    ax2.set_ylabel(r"$\epsilon_g$ (dotted)")
+    ax.set(xscale="log", xlabel=r"$\alpha$", ylabel=r"readout $v_i$",
+           title=f"{name}, K = 3, M = 2, both layers (eta = eta_v = 0.5)")
+    ax.text(0.02, 0.04, f"final eps_g {roles['eps_g']:.1e}, min|v| {roles['min_abs_v']:.2f}, "
+            f"max cos(J_i, J_k) {roles['max_student_cos']:.4f}", transform=ax.transAxes, fontsize=8)
+    ax.legend(fontsize=7, loc="center right")
+    return fig
+
+
+@register("readout", "second-layer learning: erf K=M=2 both layers vs the C++ reference; ReLU/erf K=3, M=2")
+def fig_readout(outdir, *, fast: bool):
+    data = golden_data()
+    numbers, curves = {}, {}
+    # (a, b) against the C++ code
+    for key, sigma, wd in (("noiseless", 0.0, 0.0), ("noisy_wd", 0.1, 0.001)):
+        rows = data[key]
+        a, ours, ref, err = euler_vs_cpp(data, rows, sigma=sigma, wd=wd)
+        numbers[f"cpp_{key}_max_err_6th_digit"] = float(err.max())
+        numbers[f"cpp_{key}_rows"] = int(len(rows))
+        curves[key] = (a, ours, ref)
     # (c, d) K = 3 students, M = 2 teacher
     amax = 1e3 if fast else 1e4
-    for ax, g, name in ((axes[1, 0], jd.ReLU(), "ReLU"), (axes[1, 1], jd.Erf(), "erf")):
-        tr = k3_run(g, alpha_max=amax)
-        roles = unit_roles(tr)
-        numbers[f"k3_{name}"] = roles
-        a = np.asarray(tr.alpha)
-        for i in range(3):
-            ax.plot(a[1:], np.asarray(tr.v)[1:, i], lw=1.5,
-                    label=f"v{i + 1} (-> teacher {roles['teacher'][i] + 1}, |J|={roles['norm'][i]:.2f})")
-        ax2 = ax.twinx()
-        ax2.plot(a[1:], np.asarray(tr.eps_g)[1:], "k:", lw=1.2)
-        ax2.set_yscale("log")
-        ax2.set_ylabel(r"$\epsilon_g$ (dotted)")
-        ax.set(xscale="log", xlabel=r"$\alpha$", ylabel=r"readout $v_i$",
-               title=f"{name}, K = 3, M = 2, both layers (eta = eta_v = 0.5)")
-        ax.text(0.02, 0.04, f"final eps_g {roles['eps_g']:.1e}, min|v| {roles['min_abs_v']:.2f}, "
-                f"max cos(J_i, J_k) {roles['max_student_cos']:.4f}", transform=ax.transAxes, fontsize=8)
-        ax.legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    fig.savefig(pathlib.Path(outdir) / "readout.png", dpi=120)
-    plt.close(fig)
+    runs = {}
+    for g, name in ((jd.ReLU(), "ReLU"), (jd.Erf(), "erf")):
+        runs[name] = k3_run(g, alpha_max=amax)
+        numbers[f"k3_{name}"] = unit_roles(runs[name])
+    fig, axes = new_axes(None, 2, nrows=2, figsize=(11, 8))
+    plot_cpp_comparison(curves, numbers, axes=axes[:2])
+    for ax, name in zip(axes[2:], runs):
+        plot_k3(runs[name], numbers[f"k3_{name}"], name, ax=ax)
+    save(fig, pathlib.Path(outdir) / "readout.png")
     return numbers

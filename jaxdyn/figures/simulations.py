@@ -10,9 +10,13 @@ nominal ODE's specialisation before averaging.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
+import jaxdyn as jd
+
 from .._reproduce import register
+from . import new_axes, save
 
 
 def pyplot():
@@ -34,10 +38,6 @@ def _band(ax, a, X, color, label=None):
 
 def compare(sc, op0, *, eta, N, seeds, alphas, eta2=True, matched=True, dtype=None):
     """Simulate, integrate (nominal and matched) and align units. Returns a dict of NumPy arrays."""
-    import jax.numpy as jnp
-
-    import jaxdyn as jd
-
     sim = jd.simulate(sc, op0, eta=eta, N=N, alphas=alphas, seeds=seeds,
                       dtype=jnp.float32 if dtype is None else dtype)
     tr = jd.integrate(sc, op0, eta=eta, alphas=sim.alpha, eta2=eta2, throw=False)
@@ -59,7 +59,9 @@ def _pairs(K, M, which):
 
 
 def plot_compare(axs, d, *, log=True, matched=True):
-    """Three panels (Q, R, eps_g): bands = simulation, dashed = nominal ODE, dotted = matched ODE."""
+    """Three panels (Q, R, eps_g) into `axs` (or a new figure if None; the figure is returned):
+    bands = simulation, dashed = nominal ODE, dotted = matched ODE. `d` as from `compare`."""
+    fig, axs = new_axes(axs, 3, figsize=(13, 3.6))
     a = d["alpha"]
     K, M = d["R"].shape[-2:]
     for ax, which in zip(axs[:2], ("Q", "R")):
@@ -81,6 +83,7 @@ def plot_compare(axs, d, *, log=True, matched=True):
         if log:
             ax.set_xscale("log")
         ax.legend(fontsize=7)
+    return fig
 
 
 def _summary(d, alphas_at):
@@ -111,19 +114,13 @@ def _rms_z(d, lo=0.0, hi=np.inf):
 
 @register("001-fig1", "Paper 001 fig. 1: K=M=2 ReLU, T=diag(1,2), eta=1, SGD (N=1000, 10 seeds) vs ODE (exact I4)")
 def fig001_1(outdir, *, fast=False):
-
-    import jaxdyn as jd
-
-    plt = pyplot()
     sc, op0 = jd.papers.paper001()
     N, S, amax, n = (200, 4, 60.0, 50) if fast else (1000, 10, 200.0, 120)
     d = compare(sc, op0, eta=1.0, N=N, seeds=S, alphas=_grid(amax, n, extra=[2.0]), matched=not fast)
-    fig, axs = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    plot_compare(axs, d)
+    fig = plot_compare(None, d)
     fig.suptitle(rf"paper 001 fig. 1: $K=M=2$ ReLU, $T=$diag(1,2), $\eta=1$; SGD $N={N}$, {S} seeds "
                  r"(mean $\pm$ std) vs ODE")
-    fig.savefig(outdir / "001-fig1.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "001-fig1.png")
     return {"N": N, "seeds": S, "at": _summary(d, [1.0, 10.0, 30.0, 50.0, amax]),
             "z_rms_before_escape": _rms_z(d, 0.0, 15.0),
             "final_R_sim_mean": d["R"][:, -1].mean(0), "final_R_ode": d["ode_R"][-1]}
@@ -131,11 +128,6 @@ def fig001_1(outdir, *, fast=False):
 
 @register("000-fig1-sim", "Paper 000 fig. 1 with SGD symbols: K=M=1 ReLU, N=1000, eta = 0.1 ... 1.9 (vmapped)")
 def fig000_1(outdir, *, fast=False):
-    import jax.numpy as jnp
-
-    import jaxdyn as jd
-
-    plt = pyplot()
     sc = jd.Scenario(K=1, M=1)
     op0 = jd.OrderParams(Q=[[0.25]], R=[[0.0]])
     etas = np.array([0.1, 0.5, 1.0, 1.5, 1.9])
@@ -143,39 +135,45 @@ def fig000_1(outdir, *, fast=False):
     alphas = _grid(amax, n)
     sim = jd.simulate(sc, op0, eta=jnp.asarray(etas), N=N, alphas=alphas, seeds=S)
     a = np.asarray(sim.alpha)
-    fig, axs = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    tr0 = jd.integrate(sc, op0, eta=0.1, alphas=sim.alpha)
+    trajs = {float(eta): jd.integrate(sc, op0, eta=float(eta), alphas=sim.alpha) for eta in etas}
+    out = {"N": N, "seeds": S, "by_eta": {}}
+    i = int(np.argmin(np.abs(a - 10.0)))
+    for c, eta in enumerate(etas):
+        E = np.asarray(sim.eps_g)[c]
+        out["by_eta"][str(eta)] = {"alpha": float(a[i]), "sim_eps_g_mean": float(E[:, i].mean()),
+                                   "sim_eps_g_std": float(E[:, i].std(ddof=1)),
+                                   "ode_eps_g": float(trajs[float(eta)].eps_g[i])}
+    save(plot_kmm1_sim(sim, trajs), outdir / "000-fig1-sim.png")
+    return out
+
+
+def plot_kmm1_sim(sim, trajs, *, axes=None):
+    """Paper 000 fig. 1 with SGD: R, Q bands of the first eta of `sim` against the ODE (dashed,
+    `trajs[eta]`), and eps_g bands for every eta of `sim` ({eta: Trajectory} `trajs`)."""
+    fig, axs = new_axes(axes, 2, figsize=(10, 3.6))
+    a = np.asarray(sim.alpha)
+    etas = list(trajs)
+    tr0 = trajs[etas[0]]
+    N = sim.N if hasattr(sim, "N") else None
     for c, (f, lab) in enumerate([("R", "R"), ("Q", "Q")]):
         X = np.asarray(getattr(sim, f))[0, :, :, 0, 0]
         _band(axs[0], a, X, f"C{c}", label=f"{lab} (SGD)")
         axs[0].plot(a, np.asarray(getattr(tr0, f))[:, 0, 0], "--", color="k", lw=0.8)
-    axs[0].set(xlabel=r"$\alpha$", title=rf"$K=M=1$, $\eta=0.1$, $N={N}$", xscale="log")
+    axs[0].set(xlabel=r"$\alpha$", xscale="log",
+               title=rf"$K=M=1$, $\eta={etas[0]:g}$" + (f", $N={int(N)}$" if N is not None else ""))
     axs[0].legend(fontsize=7)
-    out = {"N": N, "seeds": S, "by_eta": {}}
     for c, eta in enumerate(etas):
-        tr = jd.integrate(sc, op0, eta=float(eta), alphas=sim.alpha)
         E = np.asarray(sim.eps_g)[c]
-        _band(axs[1], a, E, f"C{c}", label=rf"$\eta={eta}$")
-        axs[1].plot(a, np.asarray(tr.eps_g), "--", color="k", lw=0.8)
-        i = int(np.argmin(np.abs(a - 10.0)))
-        out["by_eta"][str(eta)] = {"alpha": float(a[i]), "sim_eps_g_mean": float(E[:, i].mean()),
-                                   "sim_eps_g_std": float(E[:, i].std(ddof=1)),
-                                   "ode_eps_g": float(tr.eps_g[i])}
+        _band(axs[1], a, E, f"C{c}", label=rf"$\eta={eta:g}$")
+        axs[1].plot(a, np.asarray(trajs[eta].eps_g), "--", color="k", lw=0.8)
     axs[1].set(xscale="log", yscale="log", xlabel=r"$\alpha$", ylabel=r"$\epsilon_g$",
                title="bands: SGD mean $\\pm$ std; dashed: ODE")
     axs[1].legend(fontsize=7)
-    fig.savefig(outdir / "000-fig1-sim.png", dpi=120)
-    plt.close(fig)
-    return out
+    return fig
 
 
 @register("000-fig2-sim", "Paper 000 fig. 2 with SGD: K=M=2 ReLU, eta=0.1, N=10^4 vs small-eta and full ODE")
 def fig000_2(outdir, *, fast=False):
-    import jax.numpy as jnp
-
-    import jaxdyn as jd
-
-    plt = pyplot()
     sc = jd.Scenario(K=2, M=2)
     op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
     # full: the paper's N = 10^4 (alpha to 600: 6e6 steps per seed; 4 seeds took 18 min on 2 cores)
@@ -183,15 +181,14 @@ def fig000_2(outdir, *, fast=False):
     d = compare(sc, op0, eta=0.1, N=N, seeds=S, alphas=_grid(amax, n, start=0.1, extra=[20.0]),
                 eta2=True, matched=not fast)
     small = jd.integrate(sc, op0, eta=0.1, alphas=jnp.asarray(d["alpha"]), eta2=False)
-    fig, axs = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
-    plot_compare(axs, d, log=False)
+    fig = plot_compare(None, d, log=False)
+    axs = fig.axes
     axs[2].plot(d["alpha"], np.asarray(small.eps_g), "-.", color="gray", lw=0.8,
                 label=r"small-$\eta$ ODE (paper)")
     axs[2].set_yscale("log")
     axs[2].legend(fontsize=7)
     fig.suptitle(rf"paper 000 fig. 2: $K=M=2$ ReLU, $\eta=0.1$; SGD $N={N}$, {S} seeds vs ODE")
-    fig.savefig(outdir / "000-fig2-sim.png", dpi=120)
-    plt.close(fig)
+    save(fig, outdir / "000-fig2-sim.png")
     a = d["alpha"]
     i = int(np.argmin(np.abs(a - 100.0)))
     return {"N": N, "seeds": S, "at": _summary(d, [10.0, 50.0, 100.0, 200.0, amax]),

@@ -7,10 +7,15 @@ exact I4): figure 2a and a 1024-point phase diagram, both with `jaxdyn.sweep`.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 
+import jaxdyn as jd
+
 from .._reproduce import register
+from ..papers import paper001, plateau_fixed_point
+from . import new_axes, save
 
 
 PAPER_001 = {"nonmonotonic": 1.2175, "fold": 1.2545, "divergence": 1.2575}
@@ -18,15 +23,7 @@ REGIME_COLORS = {-1: "0.5", 0: "tab:green", 1: "tab:orange", 2: "tab:red"}
 REGIME_NAMES = {-1: "failed", 0: "monotonic", 1: "non-monotonic", 2: "divergent"}
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _p001():
-    from ..papers import paper001
-
     return paper001()
 
 
@@ -49,19 +46,21 @@ def regime_boundaries(ds) -> dict:
     return out
 
 
-def plot_phase_diagram(ds, path=None, *, thresholds: dict | None = None, title: str | None = None):
-    """Phase diagram of an eta sweep: eps_g(eta, alpha) as an image with the regimes, and the
-    per-eta summaries (plateau height and length, largest rise, alpha of divergence). Extra axes
-    beyond eta are reduced to their first entry. `thresholds`: {label: eta} drawn as lines."""
-    plt = _plt()
-    from matplotlib.colors import LogNorm
+def plot_phase_diagram(ds, path=None, *, axes=None, thresholds: dict | None = None,
+                       title: str | None = None):
+    """Phase diagram of an eta sweep into three axes (`axes`, or a new figure; returned):
+    eps_g(eta, alpha) as an image with the regimes, and the per-eta summaries (plateau height and
+    length, largest rise, alpha of divergence). Extra axes beyond eta are reduced to their first
+    entry. `thresholds`: {label: eta} drawn as lines. (`path`, deprecated: also write the figure
+    there and close it; write it yourself with `fig.savefig`.)"""
+    from matplotlib.colors import LogNorm  # deferred: matplotlib only when drawing
 
     sel = {d: 0 for d in ds["eps_g"].dims if d not in ("eta", "alpha")}
     d = ds.isel(sel)
     eta, alpha = d["eta"].values, d["alpha"].values
     eg = d["eps_g"].values
     reg = d["regime"].values
-    fig, axs = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig, axs = new_axes(axes, 3, figsize=(15, 4.4))
     ax = axs[0]
     vmin = 1e-10  # below ~1e-10 eps_g is integration noise (it may even be < 0): clip
     img = np.where(np.isfinite(eg), np.clip(eg, vmin, None), np.nan)  # nan = after a divergence
@@ -109,8 +108,9 @@ def plot_phase_diagram(ds, path=None, *, thresholds: dict | None = None, title: 
     if title:
         fig.suptitle(title)
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        warnings.warn("plot_phase_diagram(ds, path): write the returned figure yourself "
+                      "(fig.savefig(path)); the path argument will go", FutureWarning, stacklevel=2)
+        save(fig, path)
     return fig
 
 
@@ -118,8 +118,6 @@ def _thresholds_for(outdir, sc, op0, brackets, fast):
     """Critical etas for the lines: from `001-thresholds.json` in `outdir` if it is there, else
     (full mode) computed with jaxdyn's threshold finders inside the sweep's brackets, else the
     paper's printed values."""
-    import jaxdyn as jd
-
     f = outdir / "001-thresholds.json"
     if f.exists():
         ex = json.loads(f.read_text()).get("exact", {})
@@ -132,8 +130,6 @@ def _thresholds_for(outdir, sc, op0, brackets, fast):
         lo, hi = brackets["divergence"]
         dv = jd.divergence_eta(sc, op0, eta_bracket=(lo - 1e-3, hi + 1e-3), xtol=1e-7)
         # the fold to the resolution of a short continuation (fold_eta refines it: 001-thresholds)
-        from .stability import plateau_fixed_point
-
         fp = plateau_fixed_point(sc, 1.24)
         br = jd.continuation(sc, fp.x, eta_start=1.24, eta_stop=1.3, ds_max=0.01,
                              stop_at_fold=True, max_points=200)
@@ -145,8 +141,6 @@ def _thresholds_for(outdir, sc, op0, brackets, fast):
 
 @register("001-phase-diagram", "1024-point eta sweep in [0.1, 1.3] of paper 001's K=M=2 ReLU ODE: regimes")
 def phase_diagram_001(outdir, *, fast=False):
-    import jaxdyn as jd
-
     sc, op0 = _p001()
     n = 32 if fast else 1024
     eta = np.linspace(0.1, 1.3, n)
@@ -155,10 +149,10 @@ def phase_diagram_001(outdir, *, fast=False):
                   path=None if fast else outdir / "001-phase-diagram.nc", overwrite=True)
     br = regime_boundaries(ds)
     th, source = _thresholds_for(outdir, sc, op0, br, fast)
-    plot_phase_diagram(
-        ds, outdir / "001-phase-diagram.png", thresholds=th,
+    save(plot_phase_diagram(
+        ds, thresholds=th,
         title=rf"paper 001, $K=M=2$ ReLU, $T=\mathrm{{diag}}(1,2)$: {n}-point $\eta$ sweep "
-              rf"(full $\eta^2$ ODE, exact $I_4$); lines: {source}")
+              rf"(full $\eta^2$ ODE, exact $I_4$); lines: {source}"), outdir / "001-phase-diagram.png")
     reg = ds["regime"].values
     out = {
         "n_points": n, "eta_range": [0.1, 1.3], "alpha_max": float(alphas[-1]),
@@ -176,16 +170,32 @@ def phase_diagram_001(outdir, *, fast=False):
 
 @register("001-fig2a", "Paper 001 fig. 2a: eps_g(alpha) of the full eta^2 ODE for several eta (one sweep)")
 def fig2a_001(outdir, *, fast=False):
-    import jaxdyn as jd
-
-    plt = _plt()
     sc, op0 = _p001()
     eta = (np.array([0.5, 1.0, 1.22, 1.25, 1.26]) if fast
            else np.array([0.1, 0.5, 0.8, 1.0, 1.1, 1.2, 1.22, 1.24, 1.25, 1.255, 1.257, 1.26, 1.3]))
     alphas = np.geomspace(1e-2, 300.0 if fast else 1e3, 150 if fast else 400)
     ds = jd.sweep(sc, op0, eta=eta, alphas=alphas, progress=False)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    cmap = plt.get_cmap("plasma")
+    save(plot_learning_curves(ds), outdir / "001-fig2a.png")
+    return {
+        "eta": eta,
+        "regime": ds["regime"].values,
+        "plateau_height": ds["plateau_height"].values,
+        "plateau_length": ds["plateau_length"].values,
+        "eps_rise": ds["eps_rise"].values,
+        "alpha_diverged": ds["alpha_diverged"].values,
+        "alpha_to_eps": {str(t): ds["alpha_to_eps"].sel(eps_target=t).values
+                         for t in ds["eps_target"].values},
+    }
+
+
+def plot_learning_curves(ds, *, ax=None):
+    """eps_g(alpha) of every eta of a 1-D eta sweep, the line style giving the regime (paper 001
+    fig. 2a)."""
+    import matplotlib  # deferred: matplotlib only when drawing
+
+    fig, (ax,) = new_axes(ax, figsize=(6.4, 4.4))
+    eta, alphas = ds["eta"].values, ds["alpha"].values
+    cmap = matplotlib.colormaps["plasma"]
     for j, e in enumerate(eta):
         y = ds["eps_g"].sel(eta=e).values
         ok = np.isfinite(y) & (y > 1e-10)
@@ -200,15 +210,4 @@ def fig2a_001(outdir, *, fast=False):
     ax.set_ylabel(r"$\epsilon_g$")
     ax.legend(fontsize=6, ncol=2)
     ax.set_title(r"paper 001 fig. 2a: $K=M=2$ ReLU, $T=\mathrm{diag}(1,2)$, full $\eta^2$ ODE")
-    fig.savefig(outdir / "001-fig2a.png", dpi=120)
-    plt.close(fig)
-    return {
-        "eta": eta,
-        "regime": ds["regime"].values,
-        "plateau_height": ds["plateau_height"].values,
-        "plateau_length": ds["plateau_length"].values,
-        "eps_rise": ds["eps_rise"].values,
-        "alpha_diverged": ds["alpha_diverged"].values,
-        "alpha_to_eps": {str(t): ds["alpha_to_eps"].sel(eps_target=t).values
-                         for t in ds["eps_target"].values},
-    }
+    return fig

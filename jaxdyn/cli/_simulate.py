@@ -3,39 +3,37 @@ plot against `jaxdyn.integrate` (nominal start; `--matched` adds the ODE started
 measured overlaps at alpha = 2 / eta).
 
 Example:
-    jaxdyn simulate --K 2 --M 2 --T-diag 1 2 --Q0-diag 0.1 0.2 --R0 1e-3 --eta 1 --N 1000 \
+    jaxdyn simulate --K 2 --M 2 --T 1,2 --Q0 0.1,0.2 --R0 1e-3 --eta 1 --N 1000 \
         --seeds 10 --alpha-max 200 --out out/sim
+
+Matrices (`--T`, `--Q0`, `--R0`): a number (x I), a comma list (diagonal) or a JSON nested list.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
+
+from ._args import (get, init_arguments, init_from_args, ode_arguments, ode_options, renamed,
+                    scenario_arguments, scenario_from_args)
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("simulate", help="online SGD simulations vs the ODE",
-                              description=__doc__)
-    p.add_argument("--K", type=int, default=2, help="student hidden units (default 2)")
-    p.add_argument("--M", type=int, default=2, help="teacher hidden units (default 2)")
-    p.add_argument("--T-diag", type=float, nargs="+", default=None,
-                   help="diagonal of T (default ones); e.g. --T-diag 1 2")
-    p.add_argument("--Q0-diag", type=float, nargs="+", default=None,
-                   help="diagonal of the initial Q (default 0.1 k for unit k, as paper 001)")
-    p.add_argument("--R0", type=float, default=1e-3, help="initial R = R0 * identity (default 1e-3)")
-    p.add_argument("--activation", default="relu", help="student activation (relu, erf, linear, tanh, ...)")
-    p.add_argument("--teacher-activation", default=None, help="teacher activation (default: the student's)")
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    scenario_arguments(p)
+    init_arguments(p)
     p.add_argument("--eta", type=float, default=1.0)
-    p.add_argument("--noise", type=float, default=0.0, help="teacher output noise std")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=1)
+    renamed(p, "--batch-size", "--minibatch", "minibatch", type=int)
     p.add_argument("--N", type=int, default=1000, help="input dimension")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--alpha-max", type=float, default=100.0)
     p.add_argument("--n-records", type=int, default=100, help="recording times (log-spaced from 0.01)")
     p.add_argument("--linear-alpha", action="store_true", help="linearly spaced recording times")
     p.add_argument("--float64", action="store_true", help="simulate in float64 (default float32)")
-    p.add_argument("--no-eta2", action="store_true", help="compare with the small-eta ODE")
+    ode_arguments(p)
     p.add_argument("--matched", action="store_true", help="also the per-seed matched-start ODE")
     p.add_argument("--n-test", type=int, default=0, help="also a test-set error on this many inputs")
     p.add_argument("--out", default="out/simulate", help="output folder")
@@ -44,40 +42,34 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    import jax
+    # deferred: x64 is switched on (by `main`) before jaxdyn is imported, and `--help` stays quick
     import jax.numpy as jnp
     import numpy as np
 
     import jaxdyn as jd
 
-    from .figures.simulations import plot_compare, pyplot
+    from ..figures.simulations import plot_compare, pyplot
 
-    jax.config.update("jax_enable_x64", True)
-    K, M = args.K, args.M
-    T = np.diag(args.T_diag) if args.T_diag else np.eye(M)
-    if T.shape != (M, M):
-        raise SystemExit(f"--T-diag needs {M} values")
-    qd = args.Q0_diag if args.Q0_diag else [0.1 * (k + 1) for k in range(K)]
-    if len(qd) != K:
-        raise SystemExit(f"--Q0-diag needs {K} values")
-    sc = jd.Scenario(K=K, M=M, T=jnp.asarray(T), g=args.activation,
-                     g_teacher=args.teacher_activation, noise=args.noise,
-                     weight_decay=args.weight_decay, batch_size=args.batch_size)
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.asarray(qd)), R=args.R0 * jnp.eye(K, M))
+    sc = scenario_from_args(args)
+    op0 = init_from_args(args, sc)
+    K, M = sc.K, sc.M
+    T = np.asarray(sc.T)
     if args.linear_alpha:
         alphas = np.linspace(0.0, args.alpha_max, args.n_records)
     else:
         alphas = np.unique(np.concatenate(
             [[0.0], np.geomspace(min(1e-2, args.alpha_max), args.alpha_max, args.n_records - 1)]))
+    g = get(args, "g")
     sim = jd.simulate(sc, op0, eta=args.eta, N=args.N, alphas=alphas, seeds=args.seeds,
                       dtype=jnp.float64 if args.float64 else jnp.float32, n_test=args.n_test)
-    eta2 = not args.no_eta2
-    tr = jd.integrate(sc, op0, eta=args.eta, alphas=sim.alpha, eta2=eta2, throw=False)
+    ode = ode_options(args)
+    eta2 = ode["eta2"]
+    tr = jd.integrate(sc, op0, eta=args.eta, alphas=sim.alpha, throw=False, **ode)
     Qs, Rs, perms = jd.align_units(sim.Q, sim.R, np.asarray(tr.R[-1]))
     d = dict(alpha=np.asarray(sim.alpha), Q=Qs, R=Rs, eps_g=np.asarray(sim.eps_g),
              ode_Q=np.asarray(tr.Q), ode_R=np.asarray(tr.R), ode_eps_g=np.asarray(tr.eps_g))
     if args.matched:
-        am, mQ, mR, mE = jd.matched_theory(sc, sim, eta2=eta2)
+        am, mQ, mR, mE = jd.matched_theory(sc, sim, **ode)
         mQ, mR, _ = jd.align_units(mQ, mR, np.asarray(tr.R[-1]))
         d.update(m_alpha=np.asarray(am), m_Q=mQ, m_R=mR, m_eps_g=np.asarray(mE))
     out = pathlib.Path(args.out)
@@ -91,11 +83,11 @@ def run(args) -> int:
         arrays["eps_test"] = np.asarray(sim.eps_test)
     np.savez(out / "simulate.npz", **arrays)
     summary = {
-        "scenario": {"K": K, "M": M, "T_diag": np.diag(T).tolist(), "activation": args.activation,
-                     "teacher_activation": args.teacher_activation or args.activation,
-                     "noise": args.noise, "weight_decay": args.weight_decay,
-                     "batch_size": args.batch_size},
-        "Q0_diag": list(qd), "R0": args.R0, "eta": args.eta, "N": args.N, "seeds": args.seeds,
+        "scenario": {"K": K, "M": M, "T_diag": np.diag(T).tolist(), "activation": g,
+                     "teacher_activation": args.g_teacher or g,
+                     "noise": float(sc.noise), "weight_decay": float(sc.weight_decay),
+                     "batch_size": int(sc.batch_size)},
+        "Q0_diag": np.diag(np.asarray(op0.Q)).tolist(), "R0": np.asarray(op0.R).tolist(), "eta": args.eta, "N": args.N, "seeds": args.seeds,
         "dtype": "float64" if args.float64 else "float32", "eta2": eta2,
         "alpha": d["alpha"].tolist(),
         "eps_g_mean": arrays["eps_g_mean"].tolist(), "eps_g_std": np.asarray(arrays["eps_g_std"]).tolist(),
@@ -108,7 +100,7 @@ def run(args) -> int:
     plt = pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     plot_compare(axs, d, log=not args.linear_alpha, matched=args.matched)
-    fig.suptitle(f"K={K}, M={M}, {args.activation}, eta={args.eta}, N={args.N}, {args.seeds} seeds")
+    fig.suptitle(f"K={K}, M={M}, {g}, eta={args.eta}, N={args.N}, {args.seeds} seeds")
     fig.savefig(out / "simulate.png", dpi=120)
     plt.close(fig)
     print(f"wrote {out}/simulate.json, simulate.npz, simulate.png")

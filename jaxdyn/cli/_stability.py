@@ -4,28 +4,27 @@ Examples:
     jaxdyn stability --preset 000-plateau            # paper 000 K=M=2 plateau (small eta)
     jaxdyn stability --preset 003-saddle --K 3        # paper 003 identical-student saddle
     jaxdyn stability --preset 001 --thresholds        # paper 001 fixed points + critical etas
-    jaxdyn stability --K 2 --M 2 --T 1 2 --eta 0.8    # plateau and perfect learning at eta
+    jaxdyn stability --K 2 --M 2 --T 1,2 --eta 0.8    # plateau and perfect learning at eta
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
 
+from ._args import ode_arguments, ode_options, scenario_arguments, scenario_from_args
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser("stability", help="fixed points, spectra and critical learning rates",
-                              description=__doc__)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=["000-kmm1", "000-plateau", "003-saddle", "001"], default=None)
-    p.add_argument("--K", type=int, default=2)
-    p.add_argument("--M", type=int, default=None, help="default: K")
-    p.add_argument("--T", type=float, nargs="+", default=None, help="diagonal of T (default ones)")
-    p.add_argument("--activation", default="relu")
+    scenario_arguments(p, extras=False)
     p.add_argument("--eta", type=float, default=1.0)
-    p.add_argument("--small-eta", action="store_true", help="drop the eta^2 term")
-    p.add_argument("--i4", choices=["exact", "hermite"], default="exact")
-    p.add_argument("--order", type=int, default=10)
+    ode_arguments(p)
     p.add_argument("--thresholds", action="store_true",
                    help="(preset 001) also compute the critical learning rates")
     p.add_argument("--fast", action="store_true", help="loose tolerances for the thresholds")
@@ -63,45 +62,43 @@ def _print_table(rows, thresholds):
 
 
 def run(args) -> int:
+    # deferred: x64 is switched on (by `main`) before jaxdyn is imported
     import jax.numpy as jnp
 
     import jaxdyn as jd
-    from jaxdyn.figures import stability as st
+    from jaxdyn.figures.stability import paper001_thresholds
 
-    jd.enable_x64()
+    papers = jd.papers
     rows, thresholds = [], {}
     eta = args.eta
-    eta2 = not args.small_eta
-    kw = dict(i4=args.i4, order=args.order)
+    opts = ode_options(args)
+    eta2 = opts["eta2"]
+    kw = dict(i4=opts["i4"], order=opts["order"])
+    K = args.K or 2
     if args.preset == "000-kmm1":
         sc = jd.Scenario(K=1, M=1)
-        fp = jd.fixed_point(sc, st.perfect_learning(sc), eta=jnp.asarray(eta), eta2=eta2, **kw)
+        fp = jd.fixed_point(sc, papers.perfect_learning(sc), eta=jnp.asarray(eta), **opts)
         rows.append(_row("perfect learning (R, Q) = (1, 1)", fp, eta))
         if eta2:
-            th = jd.stability_threshold(sc, st.perfect_learning(sc), eta_bracket=(0.5, 3.0), **kw)
+            th = jd.stability_threshold(sc, papers.perfect_learning(sc), eta_bracket=(0.5, 3.0), **kw)
             thresholds["perfect-learning stability (eta_c)"] = th.as_dict()
     elif args.preset == "000-plateau":
         sc = jd.Scenario(K=2, M=2)
-        fp = st.plateau_fixed_point(sc, eta, eta2=False)
+        fp = papers.plateau_fixed_point(sc, eta, eta2=False)
         rows.append(_row("paper 000 plateau (small-eta ODE)", fp, eta))
     elif args.preset == "003-saddle":
-        fp = st.tian_saddle(args.K, eta)
-        rows.append(_row(f"paper 003 identical-student saddle, K = {args.K} "
-                         f"(formula R = {st.tian_R(args.K):.12f})", fp, eta))
+        fp = papers.tian_saddle(K, eta)
+        rows.append(_row(f"paper 003 identical-student saddle, K = {K} "
+                         f"(formula R = {papers.tian_R(K):.12f})", fp, eta))
     else:
-        if args.preset == "001":
-            sc, _ = st._p001()
-        else:
-            M = args.M or args.K
-            T = jnp.diag(jnp.asarray(args.T if args.T else [1.0] * M, float))
-            sc = jd.Scenario(K=args.K, M=M, T=T, g=args.activation)
-        fp = st.plateau_fixed_point(sc, eta, eta2=eta2, **kw)
+        sc = papers.paper001_scenario() if args.preset == "001" else scenario_from_args(args)
+        fp = papers.plateau_fixed_point(sc, eta, **opts)
         rows.append(_row("unspecialised plateau", fp, eta))
         if sc.K == sc.M:
-            fp = jd.fixed_point(sc, st.perfect_learning(sc), eta=jnp.asarray(eta), eta2=eta2, **kw)
+            fp = jd.fixed_point(sc, papers.perfect_learning(sc), eta=jnp.asarray(eta), **opts)
             rows.append(_row("perfect learning R = Q = T", fp, eta))
         if args.preset == "001" and args.thresholds:
-            res = st.paper001_thresholds(fast=args.fast, **kw)
+            res = paper001_thresholds(fast=args.fast, **kw)
             thresholds = {k: v.as_dict() for k, v in res.items()}
     _print_table(rows, thresholds)
     out = {"fixed_points": rows, "thresholds": thresholds}

@@ -6,19 +6,23 @@ S, C, eps_g, beta_f, min_eig_ss, stable, converged), `<out>/statics_K<K>_<act>.j
 transition with its tolerances) and a phase-diagram figure `<out>/statics_K<K>_<act>.png`.
 
 Examples:
-    jaxdyn statics --K 5 --activation erf --alpha-max 90
-    jaxdyn statics --K 10 --activation relu --alpha-max 20 --out out
+    jaxdyn statics --K 5 --g erf --alpha-max 90
+    jaxdyn statics --K 10 --g relu --alpha-max 20 --out out
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
+
+from ._args import get, renamed
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("statics", help="paper 002 equilibrium branches and transitions",
-                              description=__doc__)
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     _arguments(p)
     p.set_defaults(func=run)
     return p
@@ -26,7 +30,8 @@ def add_parser(subparsers):
 
 def _arguments(p):
     p.add_argument("--K", type=int, default=2, help="hidden units (K = M), >= 2")
-    p.add_argument("--activation", default="relu", help="relu, erf (= the paper's 1+erf), tanh, ...")
+    p.add_argument("--g", help="activation: relu (default), erf (= the paper's 1+erf), tanh, ...")
+    renamed(p, "--activation", "--g", "g")
     p.add_argument("--alpha-max", type=float, default=None,
                    help="largest alpha shown (default: 3 alpha_inst, at most 300)")
     p.add_argument("--n-alpha", type=int, default=300, help="points of the unspecialised branch")
@@ -42,11 +47,12 @@ def run(args) -> int:
     import jaxdyn as jd
 
     jd.enable_x64()
+    act = get(args, "g")
     if args.K < 2:
         raise SystemExit("jaxdyn statics: --K must be >= 2 (K = 1: jaxdyn.single_unit)")
     if args.alpha_max is not None and not args.alpha_max > 0:
         raise SystemExit("jaxdyn statics: --alpha-max must be > 0")
-    g = args.activation
+    g = act
     tr = jd.specialisation_transition(K=args.K, g=g)
     amax = args.alpha_max or min(3 * tr.alpha_inst, 300.0)
     bu = jd.unspecialised_branch(K=args.K, g=g, alphas=jnp.linspace(1e-3, amax, args.n_alpha))
@@ -71,10 +77,10 @@ def run(args) -> int:
                               for k, v in tr.as_dict().items()}})
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"statics_K{args.K}_{args.activation}"
+    stem = out / f"statics_K{args.K}_{act}"
     ds.to_netcdf(f"{stem}.nc", engine="netcdf4")
     (pathlib.Path(f"{stem}.json")).write_text(json.dumps(tr.as_dict(), indent=1))
-    print(f"K = {args.K}, {args.activation}:")
+    print(f"K = {args.K}, {act}:")
     for k in ("alpha_inst", "alpha_s", "alpha_c", "jump"):
         print(f"  {k:10s} = {getattr(tr, k):.12f}")
     print(f"  continuous = {tr.continuous}; tolerances inst/s/c = {tr.tol_inst:.1e}/{tr.tol_s:.1e}/{tr.tol_c:.1e}")
@@ -98,25 +104,9 @@ def run(args) -> int:
             ax.set_xlabel(r"$\alpha$")
             ax.set_ylabel(lab)
             ax.legend(fontsize=6)
-        axs[0].set_title(f"K={args.K} {args.activation}: alpha_s={tr.alpha_s:.4f} (:), "
+        axs[0].set_title(f"K={args.K} {act}: alpha_s={tr.alpha_s:.4f} (:), "
                          f"alpha_c={tr.alpha_c:.4f} (--), alpha_inst={tr.alpha_inst:.4f} (-.)", fontsize=8)
         fig.savefig(f"{stem}.png", dpi=110)
         plt.close(fig)
     print(f"wrote {stem}.nc, .json" + ("" if args.no_figure else ", .png"))
     return 0
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry (`python -m jaxdyn._cli_statics ...`), same options as `jaxdyn statics`."""
-    import argparse
-
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    p = argparse.ArgumentParser(prog="jaxdyn statics", description=__doc__)
-    _arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
