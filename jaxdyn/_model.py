@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._activations import AbstractActivation, as_activation
+from ._averages import I2
 from ._checks import check_eta as check_eta, check_psd, concrete
 
 
@@ -174,8 +175,6 @@ class Scenario(eqx.Module):
 
 def _check_readout_averages(g, gs) -> None:
     """dv/dalpha needs I2 = E[g(x) g(x')] for (g, g) and (g, g*): refuse activations without it."""
-    from ._averages import I2
-
     cov = np.array([[1.0, 0.3], [0.3, 0.8]])
     for acts in ((g, g), (g, gs)):
         try:

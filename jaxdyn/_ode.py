@@ -41,6 +41,7 @@ from ._averages import (
 from ._checks import check_order
 from ._model import OrderParams, Scenario, check_order_params, covariance, gather as gather, readout
 from ._readout import readout_terms
+from ._relu_moments import relu_theta_moment
 from ._schedules import is_schedule
 
 
@@ -110,7 +111,6 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
 
 
 def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
-    from ._relu_moments import relu_theta_moment
 
     idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
     out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
