@@ -190,7 +190,7 @@ def _normals(words, t, n, stream, dtype):
 
 
 A_TRACED_MIN = 50.0  # gamma shapes >= this may be traced (N a run-time number): series length fixed
-_FIX = 16  # rejected gamma candidates redrawn per pass of the (rare) fix-up loop
+_FIX = 8  # the fix-up loop redraws up to (number of variates) / _FIX rejected candidates per pass
 
 
 def _mt_consts(a):
@@ -237,7 +237,8 @@ def _gamma_seeds(a, words, ts, stream, dtype):
     Candidate k of (step t, entry j, seed) is drawn from the seed's words xor f(k) at index j of
     streams `stream` (its normal) and `stream + 1` (its uniform); the variate is the first
     accepted candidate. Candidate 0 is drawn for all; the rejected ones (probability ~1/(36 a))
-    are redrawn by a loop over at most `_FIX` of them at a time, which runs only when needed."""
+    are redrawn by a loop over at most 1/_FIX of the entries at a time (a compacted list, so
+    the rare rejections at large shape cost little), which runs only when needed."""
     dd, cc, nser = _mt_consts(a)
     dd, cc = jnp.asarray(dd, dtype), jnp.asarray(cc, dtype)
     nb = dd.shape[0]
@@ -253,13 +254,14 @@ def _gamma_seeds(a, words, ts, stream, dtype):
     g, ok = cand(0, [words[i][None, None, :] for i in range(4)], ts[:, None, None],
                  jj[None, :, None], dd[None, :, None], cc[None, :, None])
     shape, total = g.shape, g.size
+    nfix = max(16, total // _FIX)
 
     def fix(st):
         g, ok = st
 
         def body(st):
             g, ok, att = st
-            fi = jnp.nonzero(~ok.reshape(-1), size=_FIX, fill_value=total)[0]
+            fi = jnp.nonzero(~ok.reshape(-1), size=nfix, fill_value=total)[0]
             valid = fi < total
             it, ib, isd = jnp.unravel_index(jnp.minimum(fi, total - 1), shape)
             gk, okk = cand(att.reshape(-1)[jnp.minimum(fi, total - 1)], [w[isd] for w in words],
@@ -278,7 +280,7 @@ def _gamma_seeds(a, words, ts, stream, dtype):
     return g
 
 
-def _chi2_seeds(dofs, words, ts, stream, dtype):
+def chi2_seeds(dofs, words, ts, stream, dtype):
     """chi^2 variates `(len(ts), B, S)` with dof `dofs[b]`: static ints (0, 1, 2 drawn directly),
     or a traced array whose entries are all >= 2 A_TRACED_MIN."""
     if isinstance(dofs, jax.Array):
@@ -349,7 +351,7 @@ def _draws(spec, words, keys, ts, dtype, Nv):
             X = (_to_normal(_hash_seeds(words, ts, Bsz * n, 8), dtype).reshape(nt, Bsz, n, S)
                  if n else None)
         else:
-            diag = _chi2_seeds(dofs, words, ts, 12, dtype)
+            diag = chi2_seeds(dofs, words, ts, 12, dtype)
             off = (_to_normal(_hash_seeds(words, ts, Bsz * Bsz, 16), dtype).reshape(nt, Bsz, Bsz, S)
                    if Bsz > 1 else None)
     else:

@@ -248,3 +248,26 @@ def test_mean_converges_to_ode_at_rate_one_over_N():
     c2 = float(x2 @ (err / se) / (x2 @ x2))
     chi2_sq = float(np.sum((c2 * x2 - err / se) ** 2))
     assert stats.chi2.sf(chi2_sq, len(N) - 1) < 1e-3, (err, se, c2, chi2_sq)
+
+
+def test_chi2_draws_follow_the_chi2_law():
+    # the exact chi^2 of |xi_perp|^2 and of the Bartlett diagonals: the direct small-dof draws
+    # (0, 1, 2), Marsaglia-Tsang with frequent rejections (dof 3, 7: the fix-up loop runs many
+    # passes) and with rare ones (dof 150, traced shape, series acceptance test), against scipy
+    from jaxdyn._overlap_chain import chi2_seeds
+
+    S, n = 1024, 64
+    words = jax.random.bits(jax.random.key(1), (4, S), jnp.uint32)
+    ts = jnp.arange(n, dtype=jnp.int32)
+    static = np.asarray(jax.jit(lambda w: chi2_seeds(np.array([0, 1, 2, 3, 7]), w, ts, 12,
+                                                     jnp.float64))(words))
+    traced = np.asarray(jax.jit(lambda w, d: chi2_seeds(d, w, ts, 12, jnp.float64))(
+        words, jnp.array([150.0])))
+    assert static.shape == (n, 5, S) and traced.shape == (n, 1, S)
+    assert np.all(static[:, 0] == 0)
+    for dof, x in [(1, static[:, 1]), (2, static[:, 2]), (3, static[:, 3]), (7, static[:, 4]),
+                   (150, traced[:, 0])]:
+        x = x.ravel()
+        assert stats.kstest(x, stats.chi2(dof).cdf).pvalue > 1e-3, dof
+        # mean within 4 standard errors (var of chi^2_k is 2k)
+        assert abs(x.mean() - dof) < 4 * np.sqrt(2 * dof / len(x)), dof
