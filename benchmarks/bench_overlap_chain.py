@@ -1,16 +1,19 @@
-"""Exact finite-N SGD: the overlap chain (`simulate(method="overlaps")`) against the weight-space
-simulator (`method="weights"`, the baseline), measured in the same run, float64.
+"""Exact finite-N SGD: the overlap chain (`simulate(method="overlaps")`) against two baselines
+measured in the same run, float64: the weight-space simulator (`method="weights"`) and the
+chain as it was before its speed-up (`benchmarks/_overlap_chain_v1.py`, the same draws).
 
 K = M = 2 ReLU, eta = 1, paper 000's start. Reports SGD steps per second per seed (wall and
 process CPU time: on a shared machine the CPU time is the honest per-core cost), for one seed and
-for vmapped seeds, and the chain's steps/s at N = 10^2, 10^4, 10^6 (independent of N).
+for vmapped seeds (seed-steps/s), the chain's steps/s at N = 10^2, 10^4, 10^6 (independent of N),
+and `rng="jax"` (threefry `jax.random`) against the default counter-hash generator.
 Pinned to ONE core (sched_setaffinity + single-threaded XLA) unless --all-cores.
 
     python benchmarks/bench_overlap_chain.py [--all-cores] [--accuracy]
 
 `--accuracy`: 10^8 steps at N = 10^6 (2 seeds) from just outside perfect learning (the chain
-converges onto the singular C of perfect learning): smallest eigenvalue of C, |Q - T|, |R - T| and
-eps_g along the way (several minutes).
+converges onto the singular C of perfect learning): smallest eigenvalue of C, |Q - T|, |R - T|,
+eps_g along the way and its ratio to the ODE's (eta^2 term included), and the decay rate of
+ln eps_g against the ODE's (a few minutes).
 """
 
 import os
@@ -36,19 +39,27 @@ import numpy as np
 
 import jaxdyn as jd
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _overlap_chain_v1 as v1  # noqa: E402
+
 jd.enable_x64()
 
 SC = jd.Scenario(K=2, M=2)
 OP0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
 
 
-def rate(method, N, seeds, steps):
-    """(steps/s per seed wall, per seed CPU, seed-steps/s wall, seed-steps/s CPU) of a warm run."""
-    kw = dict(eta=1.0, N=N, seeds=seeds, method=method, dtype=jnp.float64)
+def rate(method, N, seeds, steps, **extra):
+    """(steps/s per seed wall, per seed CPU, seed-steps/s wall, seed-steps/s CPU) of a warm run.
+    method "weights", "overlaps" or "v1" (the chain before the speed-up)."""
+    kw = dict(eta=1.0, N=N, seeds=seeds, dtype=jnp.float64, **extra)
+    if method == "v1":
+        f = v1.simulate_overlaps
+    else:
+        f, kw["method"] = jd.simulate, method
     al = jnp.array([0.0, steps / N])
-    jd.simulate(SC, OP0, **kw, alphas=al).Q.block_until_ready()  # compile
+    f(SC, OP0, **kw, alphas=al).Q.block_until_ready()  # compile
     w0, c0 = time.perf_counter(), time.process_time()
-    jd.simulate(SC, OP0, **kw, alphas=al).Q.block_until_ready()
+    f(SC, OP0, **kw, alphas=al).Q.block_until_ready()
     w, c = time.perf_counter() - w0, time.process_time() - c0
     return steps / w, steps / c, steps * seeds / w, steps * seeds / c
 
@@ -58,21 +69,28 @@ def main():
           f"{'all cores' if ALL else 'one core'}")
     print("\nchain, one seed, steps/s (wall | CPU):")
     for N in (10**2, 10**4, 10**6):
-        r = rate("overlaps", N, 1, 200_000)
+        r = rate("overlaps", N, 1, 10**6)
         print(f"  N = {N:>8}: {r[0]:10.3g} | {r[1]:10.3g}")
     print("\nN = 10^4, steps/s per seed (wall | CPU):")
     rw1 = rate("weights", 10**4, 1, 4000)
-    rc1 = rate("overlaps", 10**4, 1, 200_000)
+    rc1 = rate("overlaps", 10**4, 1, 10**6)
     print(f"  1 seed : weights {rw1[0]:9.3g} | {rw1[1]:9.3g};  overlaps {rc1[0]:9.3g} | {rc1[1]:9.3g}"
           f";  ratio {rc1[0] / rw1[0]:.0f}x | {rc1[1] / rw1[1]:.0f}x")
     rw64 = rate("weights", 10**4, 64, 500)
     rc64 = rate("overlaps", 10**4, 64, 20_000)
     print(f"  64 seeds: weights {rw64[0]:9.3g} | {rw64[1]:9.3g};  overlaps {rc64[0]:9.3g} | {rc64[1]:9.3g}"
           f";  ratio {rc64[0] / rw64[0]:.0f}x | {rc64[1] / rw64[1]:.0f}x")
-    print("\nchain, vmapped seeds, N = 10^4, seed-steps/s (wall | CPU):")
-    for S in (256, 4096):
-        r = rate("overlaps", 10**4, S, 4000 if S > 1000 else 20_000)
-        print(f"  {S:>5} seeds: {r[2]:10.3g} | {r[3]:10.3g}")
+    print("\nchain, one seed, N = 10^4, before the speed-up (v1), steps/s (wall | CPU):")
+    r1 = rate("v1", 10**4, 1, 10**6)
+    print(f"  v1 {r1[0]:10.3g} | {r1[1]:10.3g};  ratio now / v1 {rc1[0] / r1[0]:.2f}x | {rc1[1] / r1[1]:.2f}x")
+    print("\nchain, vmapped seeds, N = 10^4, seed-steps/s (wall | CPU); v1 = before the speed-up:")
+    for S in (256, 1024, 4096):
+        steps = 2 * 10**7 // S
+        r, r1 = rate("overlaps", 10**4, S, steps), rate("v1", 10**4, S, steps)
+        print(f"  {S:>5} seeds: now {r[2]:10.3g} | {r[3]:10.3g};  v1 {r1[2]:10.3g} | {r1[3]:10.3g}"
+              f";  ratio {r[2] / r1[2]:.2f}x | {r[3] / r1[3]:.2f}x")
+    r = rate("overlaps", 10**4, 1024, 10**4, rng="jax")
+    print(f"   1024 seeds, rng='jax' (threefry): {r[2]:10.3g} | {r[3]:10.3g}")
     if ACC:
         accuracy()
 
@@ -89,11 +107,21 @@ def accuracy():
     Q, R = np.asarray(sim.Q), np.asarray(sim.R)
     print(f"\naccuracy: 10^8 steps at N = 10^6, 2 seeds ({time.perf_counter() - w0:.0f} s wall, "
           f"{time.process_time() - c0:.0f} s CPU)")
+    ode = jd.integrate(sc, op0, eta=1.0, alphas=al)
+    eg_ode = np.asarray(ode.eps_g)
+    eg = np.asarray(sim.eps_g)
     C = np.asarray(jd.covariance(sc, jd.OrderParams(Q=Q, R=R)))
     ev = np.linalg.eigvalsh(C)
     for i, a in enumerate(np.asarray(sim.alpha)):
         print(f"  alpha {a:6.1f}: min eig C {ev[:, i, 0].min():+.2e}, |Q-T| {np.abs(Q[:, i] - T).max():.2e}, "
-              f"|R-T| {np.abs(R[:, i] - T).max():.2e}, eps_g {np.asarray(sim.eps_g)[:, i].max():.2e}")
+              f"|R-T| {np.abs(R[:, i] - T).max():.2e}, eps_g {eg[0, i]:.3e} {eg[1, i]:.3e} "
+              f"(ODE {eg_ode[i]:.3e}; ratio {eg[0, i] / eg_ode[i]:.4f} {eg[1, i] / eg_ode[i]:.4f})")
+    # decay rate of ln eps_g over alpha in [20, 100] (least squares), chain seeds vs ODE
+    m = np.asarray(sim.alpha) >= 20
+    x = np.asarray(sim.alpha)[m]
+    k_ode = np.polyfit(x, np.log(eg_ode[m]), 1)[0]
+    k = [np.polyfit(x, np.log(eg[j, m]), 1)[0] for j in range(2)]
+    print(f"  d ln eps_g / d alpha on [20, 100]: chain {k[0]:.5f} {k[1]:.5f}, ODE {k_ode:.5f}")
 
 
 if __name__ == "__main__":
