@@ -626,6 +626,11 @@ def simulate_overlaps(
     eta_arr = np.asarray(eta, dtype=float)
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")
+    if chunk is not None and not (isinstance(chunk, (int, np.integer)) and chunk >= 1):
+        raise ValueError(f"chunk must be a positive integer (steps per batch of draws), got {chunk!r}")
+    if not (isinstance(n_test, (int, np.integer)) and n_test >= 0):
+        raise ValueError(f"n_test must be an integer >= 0 (test inputs per recorded eps_test), "
+                         f"got {n_test!r}")
     if chunk is None:
         # steps whose draws are made at once: 64, fewer for many seeds so that a chunk's draws
         # stay in cache (measured: 4096 seeds 1.3x faster at 8 than at 64)
