@@ -89,6 +89,13 @@ def main():
         r, r1 = rate("overlaps", 10**4, S, steps), rate("v1", 10**4, S, steps)
         print(f"  {S:>5} seeds: now {r[2]:10.3g} | {r[3]:10.3g};  v1 {r1[2]:10.3g} | {r1[3]:10.3g}"
               f";  ratio {r[2] / r1[2]:.2f}x | {r[3] / r1[3]:.2f}x")
+    # the speed-up keeps the draws: same seeds, same runs as v1 (to rounding)
+    for N, sc in ((40, SC), (10**4, SC), (30, jd.Scenario(K=2, M=2, noise=0.4, weight_decay=0.3,
+                                                           batch_size=3))):
+        kw = dict(eta=0.8, N=N, alphas=[0.0, 0.7, 3.0], seeds=16, dtype=jnp.float64)
+        a, b = jd.simulate_overlaps(sc, OP0, **kw), v1.simulate_overlaps(sc, OP0, **kw)
+        d = max(float(jnp.max(jnp.abs(a.Q - b.Q))), float(jnp.max(jnp.abs(a.R - b.R))))
+        print(f"   same seeds, N = {N}, batch {int(sc.batch_size)}: max |now - v1| over Q, R = {d:.1e}")
     r = rate("overlaps", 10**4, 1024, 10**4, rng="jax")
     print(f"   1024 seeds, rng='jax' (threefry): {r[2]:10.3g} | {r[3]:10.3g}")
     if ACC:
