@@ -29,15 +29,19 @@ i.e. a spurious field ~sqrt(eps) ~ 1e-8 in the singular direction, which an unst
 finite-N dynamics amplifies.) `L_S` is an unrolled positive-semidefinite Cholesky that clamps
 negative pivots (rounding) to 0 and zeros a column whose pivot vanishes: never NaN. The initial S
 is projected onto the PSD cone with eigenvalues below 32 eps |C| set to 0 (`schur_complement`), so
-an exactly singular start stays exactly singular. Each step symmetrises S. Measured accuracy over
-10^8 steps: see `docs/finite_size.md`.
+an exactly singular start stays exactly singular. S is carried by its upper triangle (symmetric
+by construction). Measured accuracy over 10^8 steps: see `docs/finite_size.md`.
 
 Random numbers (`rng="hash"`, default): a counter-based generator (murmur3 finaliser of (seed words,
-step, index)), normals by Box-Muller from 53-bit (float64) or 24-bit (float32) uniforms, and the
-chi-square / Bartlett-Wishart diagonals as exact Marsaglia-Tsang gamma variates (two candidates
-per step, and a loop in the rare case that both are rejected). `rng="jax"` uses
-`jax.random.normal` and `jax.random.gamma` instead. A seed's run does not depend on the chunking,
-the recording times or how many seeds are vmapped together.
+step, index)), normals `sqrt(2) erfinv(2u - 1)` of 24-bit uniforms (as the weight-space
+simulator's default), and the chi-square / Bartlett-Wishart diagonals as exact Marsaglia-Tsang
+gamma variates (one candidate per variate; the rare rejected ones are redrawn by a compacted
+fix-up loop). `rng="jax"` uses `jax.random.normal` and `jax.random.gamma` instead. A seed's run
+does not depend on the chunking, the recording times or how many seeds are vmapped together.
+
+Layout (for speed): all seeds advance together with the seeds on the last (minor) axis; the
+draws of a chunk of steps are made at once in that layout, and the state is carried as one
+vector over seeds per entry of S and R, so a step is a few fused vector loops over seeds.
 
 When to use which simulator (`jaxdyn.simulate(..., method=...)`):
 - `"overlaps"` (this module): i.i.d. isotropic Gaussian inputs, fixed second-layer weights,
@@ -64,7 +68,7 @@ from ._solution import SimResult
 
 __all__ = ["simulate_overlaps", "overlap_update", "overlap_factor"]
 
-_UNROLL = 1  # steps per loop iteration of the scan (unrolling measured no faster on CPU)
+_UNROLL = 1  # steps per scan iteration (unrolling 2 or 4 measured 1.7x, 2.5x slower vmapped on CPU)
 
 
 # ----------------------------------------------------------------------------- the exact update
@@ -141,6 +145,9 @@ def overlap_factor(Q, R, LT, LTinv):
 
 
 # ----------------------------------------------------------------------------- random numbers
+#
+# All draws are made for every seed at once with the seeds on the last (minor) axis, so that the
+# hashing and the transforms are vector loops over seeds, and the chain step reads them in place.
 
 
 def _fmix(h):
@@ -152,39 +159,50 @@ def _fmix(h):
     return h ^ (h >> 16)
 
 
-def _hash_words(words, t, n, stream):
-    """uint32 words `(len(t), n)`, a pure function of (seed words, step t, index, stream)."""
+def _hash_at(words, t, idx, stream):
+    """uint32 word, a pure function of (seed words, step t, index, stream), all broadcast together.
+
+    `words`: 4 uint32 arrays (the seed's words); `t`, `idx`: integer arrays."""
     t = jnp.asarray(t).astype(jnp.uint32)
     a = _fmix(_fmix(t ^ words[0]) + words[1] + jnp.uint32(stream * 0x632BE5AB & 0xFFFFFFFF))
     b = _fmix(_fmix(t ^ words[2]) + words[3] + jnp.uint32(0x9E3779B9))
-    idx = jnp.arange(n, dtype=jnp.uint32)
-    return _fmix(_fmix(idx[None, :] + a[:, None]) ^ b[:, None])
+    return _fmix(_fmix(jnp.asarray(idx).astype(jnp.uint32) + a) ^ b)
 
 
-def _uniforms(words, t, n, stream, dtype):
+def _hash_seeds(words, t, n, stream):
+    """Words `(len(t), n, S)` for all seeds, `words` (4, S): seeds last."""
+    w = [words[j][None, None, :] for j in range(4)]
+    return _hash_at(w, jnp.asarray(t)[:, None, None], jnp.arange(n, dtype=jnp.uint32)[None, :, None],
+                    stream)
+
+
+def _to_uniform(h, dtype):
     """Uniforms in (0, 1) (24-bit, never 0 or 1), float32 cast to `dtype`."""
-    h = _hash_words(words, t, n, stream)
     return (((h >> 8).astype(jnp.float32) + np.float32(0.5)) * np.float32(2.0**-24)).astype(dtype)
 
 
-def _normals(words, t, n, stream, dtype):
-    """Standard normals `(len(t), n)`: `sqrt(2) erfinv(2u - 1)` of 24-bit uniforms in float32
-    (as the weight-space simulator's default generator: |z| < 5.3), cast to `dtype`."""
-    h = _hash_words(words, t, n, stream)
+def _to_normal(h, dtype):
+    """Standard normals `sqrt(2) erfinv(2u - 1)` of 24-bit uniforms in float32 (as the
+    weight-space simulator's default generator: |z| < 5.3), cast to `dtype`."""
     u = ((h >> 8).astype(jnp.float32) - np.float32(8388607.5)) * np.float32(2.0**-23)
     return (np.float32(math.sqrt(2.0)) * jax.scipy.special.erfinv(u)).astype(dtype)
 
 
-def _gamma_mt(a, draw):
-    """Gamma(a) variates, a >= 1 (array, static), by Marsaglia-Tsang's exact rejection method.
+def _normals(words, t, n, stream, dtype):
+    """Normals `(len(t), n)` of one seed (`words` (4,))."""
+    return _to_normal(_hash_at(words, jnp.asarray(t)[:, None], jnp.arange(n, dtype=jnp.uint32)[None, :],
+                               stream), dtype)
 
-    `draw(k) -> (x, u)` gives the k-th candidate's normal and uniform (shape of the output).
-    With `s = c x`, `c = 1 / sqrt(9 d)`, `d = a - 1/3`, the candidate `d (1 + s)^3` is accepted iff
-    `ln u < 3 d (log1p(s) - s + s^2/2 - s^3/3)`; for small |s| (large a) the bracket is summed as
-    its series (no float64 logarithm, which is slow on CPU), to float64 accuracy. `ln u` is taken
-    in float32 (u is a 24-bit uniform). Two candidates are drawn up front; a loop handles the rare
-    steps where both are rejected."""
-    if isinstance(a, jax.Array):  # traced shape parameter: a >= A_TRACED_MIN is guaranteed
+
+A_TRACED_MIN = 50.0  # gamma shapes >= this may be traced (N a run-time number): series length fixed
+_FIX = 8  # the fix-up loop redraws up to (number of variates) / _FIX rejected candidates per pass
+
+
+def _mt_consts(a):
+    """Marsaglia-Tsang constants `(d, c, nser)` for gamma shapes `a >= 1` (static NumPy array, or
+    traced with every entry >= A_TRACED_MIN); `nser`: terms of the series form of the acceptance
+    bracket, or None (logarithm form)."""
+    if isinstance(a, jax.Array):
         dd = a - 1.0 / 3.0
         cc = 1.0 / jnp.sqrt(9.0 * dd)
         smax = 5.5 / math.sqrt(9.0 * (A_TRACED_MIN - 1.0 / 3.0))
@@ -192,148 +210,180 @@ def _gamma_mt(a, draw):
         a = np.asarray(a, dtype=float)
         dd = a - 1.0 / 3.0
         cc = 1.0 / np.sqrt(9.0 * dd)
-        smax = 5.5 * float(np.max(cc))  # |x| < 5.3 for the hash normals (the only caller)
+        smax = 5.5 * float(np.max(cc))  # |x| < 5.3 for the hash normals
     nser = None
     if smax < 0.3:
         # terms s^k / k, k = 4..nser, until smax^k / k < 1e-17 * smax^4 / 4
         nser = next(k for k in range(5, 60) if smax ** (k - 4) * 4.0 / k < 1e-17)
+    return dd, cc, nser
 
-    def cand(k):
-        x, u = draw(k)
-        d = jnp.asarray(dd, x.dtype)
-        s = jnp.asarray(cc, x.dtype) * x
-        if nser is None:
-            br = jnp.log1p(jnp.where(s > -1, s, 0.0)) - s + 0.5 * s * s - s * s * s / 3.0
-        else:
-            br = jnp.zeros_like(s)
-            for j in range(nser, 3, -1):  # Horner in s of sum_k (-1)^(k+1) s^k / k, k >= 4
-                br = br * s + ((-1.0) ** (j + 1)) / j
-            br = br * s**4  # |s| < smax always: the hash normals are bounded by 5.3
-        lu = jnp.log(u.astype(jnp.float32)).astype(x.dtype)
-        ok = (s > -1) & (lu < 3.0 * d * br)
-        return d * (1.0 + s) ** 3, ok
 
-    g0, ok0 = cand(0)
-    g1, ok1 = cand(1)
-    g = jnp.where(ok0, g0, g1)
-    ok = ok0 | ok1
+def _mt_candidate(x, u, d, c, nser):
+    """Marsaglia-Tsang: candidate `d (1 + s)^3`, `s = c x`, accepted iff
+    `ln u < 3 d (log1p(s) - s + s^2/2 - s^3/3)`. For small |s| (large shape) the bracket is summed
+    as its series (no float64 logarithm, which is slow on CPU), to float64 accuracy; `ln u` is
+    taken in float32 (u is a 24-bit uniform)."""
+    s = c * x
+    if nser is None:
+        br = jnp.log1p(jnp.where(s > -1, s, 0.0)) - s + 0.5 * s * s - s * s * s / 3.0
+    else:
+        br = jnp.zeros_like(s)
+        for j in range(nser, 3, -1):  # Horner in s of sum_k (-1)^(k+1) s^k / k, k >= 4
+            br = br * s + ((-1.0) ** (j + 1)) / j
+        br = br * s**4  # |s| < smax always: the hash normals are bounded by 5.3
+    lu = jnp.log(u.astype(jnp.float32)).astype(x.dtype)
+    ok = (s > -1) & (lu < 3.0 * d * br)
+    return d * (1.0 + s) ** 3, ok
 
-    def body(st):
-        g, ok, k = st
-        gk, okk = cand(k)
-        return jnp.where(ok, g, gk), ok | okk, k + 1
 
-    g, ok, _ = jax.lax.while_loop(lambda st: ~jnp.all(st[1]), body, (g, ok, 2))
+def _gamma_seeds(a, words, ts, stream, dtype):
+    """Gamma(a_j) variates `(len(ts), len(a), S)`, seeds last, exact (Marsaglia-Tsang rejection).
+
+    Candidate k of (step t, entry j, seed) is drawn from the seed's words xor f(k) at index j of
+    streams `stream` (its normal) and `stream + 1` (its uniform); the variate is the first
+    accepted candidate. Candidate 0 is drawn for all; the rejected ones (probability ~1/(36 a))
+    are redrawn by a loop over at most 1/_FIX of the entries at a time (a compacted list, so
+    the rare rejections at large shape cost little), which runs only when needed."""
+    dd, cc, nser = _mt_consts(a)
+    dd, cc = jnp.asarray(dd, dtype), jnp.asarray(cc, dtype)
+    nb = dd.shape[0]
+
+    def cand(k, w, t, j, d, c):
+        kk = jnp.asarray(k).astype(jnp.uint32) * jnp.uint32(0x7FEB352D) + jnp.uint32(0x1B873593)
+        wk = [wi ^ kk for wi in w]
+        x = _to_normal(_hash_at(wk, t, j, stream), dtype)
+        u = _to_uniform(_hash_at(wk, t, j, stream + 1), dtype)
+        return _mt_candidate(x, u, d, c, nser)
+
+    jj = jnp.arange(nb, dtype=jnp.uint32)
+    g, ok = cand(0, [words[i][None, None, :] for i in range(4)], ts[:, None, None],
+                 jj[None, :, None], dd[None, :, None], cc[None, :, None])
+    shape, total = g.shape, g.size
+    nfix = max(16, total // _FIX)
+
+    def fix(st):
+        g, ok = st
+
+        def body(st):
+            g, ok, att = st
+            fi = jnp.nonzero(~ok.reshape(-1), size=nfix, fill_value=total)[0]
+            valid = fi < total
+            it, ib, isd = jnp.unravel_index(jnp.minimum(fi, total - 1), shape)
+            gk, okk = cand(att.reshape(-1)[jnp.minimum(fi, total - 1)], [w[isd] for w in words],
+                           ts[it], jj[ib], dd[ib], cc[ib])
+            put = jnp.where(valid & okk, fi, total)  # out of range: dropped
+            g = g.reshape(-1).at[put].set(gk, mode="drop").reshape(shape)
+            ok = ok.reshape(-1).at[put].set(True, mode="drop").reshape(shape)
+            att = att.reshape(-1).at[fi].add(1, mode="drop").reshape(shape)
+            return g, ok, att
+
+        att = jnp.ones(shape, jnp.uint32)  # next candidate of each rejected entry: 1
+        g, ok, _ = jax.lax.while_loop(lambda st: ~jnp.all(st[1]), body, (g, ok, att))
+        return g, ok
+
+    g, _ = jax.lax.cond(jnp.all(ok), lambda st: st, fix, (g, ok))
     return g
 
 
-A_TRACED_MIN = 50.0  # gamma shapes >= this may be traced (N a run-time number): series length fixed
-
-
-def _chi2_hash(n, words, t, shape, stream, dtype):
-    """chi^2 variates with dof `n` (array of ints broadcast to `shape`) per step t: static ints,
+def chi2_seeds(dofs, words, ts, stream, dtype):
+    """chi^2 variates `(len(ts), B, S)` with dof `dofs[b]`: static ints (0, 1, 2 drawn directly),
     or a traced array whose entries are all >= 2 A_TRACED_MIN."""
-    if isinstance(n, jax.Array):
-        def draw(k):
-            kk = jnp.asarray(k, jnp.uint32)
-            w2 = words ^ (kk * jnp.uint32(0x7FEB352D) + jnp.uint32(0x1B873593))
-            size = int(np.prod(shape))
-            x = _normals(w2, t, size, stream, dtype).reshape((len(t),) + shape)
-            u = _uniforms(w2, t, size, stream + 1, dtype).reshape((len(t),) + shape)
-            return x, u
-
-        return 2.0 * _gamma_mt(jnp.broadcast_to(n.astype(dtype) / 2.0, shape), draw)
-    n = np.broadcast_to(np.asarray(n, dtype=int), shape)
-    size = int(np.prod(shape))
-    out = jnp.zeros((len(t),) + shape, dtype)
-    flat = n.reshape(-1)
-    res = [None] * size
-    big = [i for i in range(size) if flat[i] >= 3]
-    for i in range(size):
-        if flat[i] == 0:
-            res[i] = jnp.zeros(len(t), dtype)
-        elif flat[i] == 1:
-            res[i] = _normals(words, t, 1, stream + 1000 + i, dtype)[:, 0] ** 2
-        elif flat[i] == 2:
-            res[i] = -2.0 * jnp.log(_uniforms(words, t, 1, stream + 1000 + i, dtype)[:, 0])
+    if isinstance(dofs, jax.Array):
+        return 2.0 * _gamma_seeds(dofs.astype(dtype) / 2.0, words, ts, stream, dtype)
+    flat = np.asarray(dofs, dtype=int).reshape(-1)
+    res = [None] * len(flat)
+    for i, f in enumerate(flat):
+        if f == 0:
+            res[i] = jnp.zeros((len(ts), words.shape[1]), dtype)
+        elif f == 1:
+            res[i] = _to_normal(_hash_seeds(words, ts, 1, stream + 1000 + i)[:, 0], dtype) ** 2
+        elif f == 2:
+            res[i] = -2.0 * jnp.log(_to_uniform(_hash_seeds(words, ts, 1, stream + 1000 + i)[:, 0],
+                                                dtype))
+    big = [i for i in range(len(flat)) if flat[i] >= 3]
     if big:
-        a = flat[big] / 2.0
-
-        def draw(k):
-            # candidate k: its own counter stream (k is traced inside the loop)
-            kk = jnp.asarray(k, jnp.uint32)
-            w2 = words ^ (kk * jnp.uint32(0x7FEB352D) + jnp.uint32(0x1B873593))
-            x = _normals(w2, t, len(big), stream, dtype)
-            u = _uniforms(w2, t, len(big), stream + 1, dtype)
-            return x, u
-
-        g = 2.0 * _gamma_mt(a, draw)
+        g = 2.0 * _gamma_seeds(flat[big] / 2.0, words, ts, stream, dtype)
         for j, i in enumerate(big):
             res[i] = g[:, j]
-    del out
-    return jnp.stack(res, axis=-1).reshape((len(t),) + shape)
+    return jnp.stack(res, axis=1)
 
 
 # ----------------------------------------------------------------------------- the chain
 
 
-def _draws(spec, words, key, ts, dtype, Nv):
-    """Per step: z (B, M+K), the orthogonal Gram part W (B, B), teacher noise normals (B,).
-
-    `spec["N"]` is N when it is small (static), else None and `Nv` (traced) holds N."""
+def _draws_jax(spec, words, key, ts, dtype, Nv):
+    """`rng="jax"`: the draws of one seed (`jax.random`), seeds first (vmapped by the caller)."""
     K, M, N, Bsz = spec["K"], spec["M"], spec["N"], spec["batch"]
-    if N is None:
-        n = Nv - (K + M)
-        direct = False
-        dofs = n - jnp.arange(Bsz, dtype=Nv.dtype)
-    else:
-        n = N - K - M
-        direct = n < Bsz  # the orthogonal part has rank n < B: draw it directly (n small)
-        dofs = n - np.arange(Bsz)
+    n, direct, dofs = _orth_dofs(spec, Nv)
     L = K + M
-    nt = len(ts)
-    if spec["rng"] == "hash":
-        z = _normals(words, ts, Bsz * L, 0, dtype).reshape(nt, Bsz, L)
-        zeta = _normals(words, ts, Bsz, 4, dtype) if spec["noise_on"] else None
-        if direct:
-            X = _normals(words, ts, Bsz * n, 8, dtype).reshape(nt, Bsz, n) if n else None
-        else:
-            diag = _chi2_hash(dofs, words, ts, (Bsz,), 12, dtype)
-            off = _normals(words, ts, Bsz * Bsz, 16, dtype).reshape(nt, Bsz, Bsz) if Bsz > 1 else None
-    else:
-        def one(tt):
-            k = jr.fold_in(key, tt)
-            k1, k2, k3, k4 = jr.split(k, 4)
-            z = jr.normal(k1, (Bsz, L), dtype)
-            zeta = jr.normal(k2, (Bsz,), dtype)
-            if direct:
-                X = jr.normal(k3, (Bsz, max(n, 1)), dtype)[:, :n]
-                return z, zeta, X, X
-            diag = 2.0 * jr.gamma(k3, jnp.asarray(dofs, dtype) / 2.0, (Bsz,), dtype)
-            off = jr.normal(k4, (Bsz, Bsz), dtype)
-            return z, zeta, diag, off
 
-        z, zeta, p, q = jax.vmap(one)(ts)
+    def one(tt):
+        k = jr.fold_in(key, tt)
+        k1, k2, k3, k4 = jr.split(k, 4)
+        z = jr.normal(k1, (Bsz, L), dtype)
+        zeta = jr.normal(k2, (Bsz,), dtype)
+        if direct:
+            X = jr.normal(k3, (Bsz, max(n, 1)), dtype)[:, :n]
+            return z, zeta, X, X
+        diag = 2.0 * jr.gamma(k3, jnp.asarray(dofs, dtype) / 2.0, (Bsz,), dtype)
+        off = jr.normal(k4, (Bsz, Bsz), dtype)
+        return z, zeta, diag, off
+
+    return jax.vmap(one)(ts)
+
+
+def _orth_dofs(spec, Nv):
+    """(n = N - K - M, draw the orthogonal Gram part directly?, Bartlett chi^2 dofs n - b)."""
+    K, M, N, Bsz = spec["K"], spec["M"], spec["N"], spec["batch"]
+    if N is None:  # N traced (large)
+        n = Nv - (K + M)
+        return n, False, n - jnp.arange(Bsz, dtype=Nv.dtype)
+    n = N - K - M
+    return n, n < Bsz, n - np.arange(Bsz)  # direct: the orthogonal part has rank n < B
+
+
+def _draws(spec, words, keys, ts, dtype, Nv):
+    """Per step, seeds last: z (n, B, M+K, S), the orthogonal Gram part Wo (n, B, B, S), teacher
+    noise normals (n, B, S) (None without noise). `words` (4, S)."""
+    K, M, Bsz = spec["K"], spec["M"], spec["batch"]
+    L = K + M
+    nt, S = len(ts), words.shape[1]
+    n, direct, dofs = _orth_dofs(spec, Nv)
+    if spec["rng"] == "hash":
+        z = _to_normal(_hash_seeds(words, ts, Bsz * L, 0), dtype).reshape(nt, Bsz, L, S)
+        zeta = _to_normal(_hash_seeds(words, ts, Bsz, 4), dtype) if spec["noise_on"] else None
+        if direct:
+            X = (_to_normal(_hash_seeds(words, ts, Bsz * n, 8), dtype).reshape(nt, Bsz, n, S)
+                 if n else None)
+        else:
+            diag = chi2_seeds(dofs, words, ts, 12, dtype)
+            off = (_to_normal(_hash_seeds(words, ts, Bsz * Bsz, 16), dtype).reshape(nt, Bsz, Bsz, S)
+                   if Bsz > 1 else None)
+    else:
+        z, zeta, p, q = jax.vmap(lambda w, k: _draws_jax(spec, w, k, ts, dtype, Nv))(words.T, keys)
+        z, zeta = jnp.moveaxis(z, 0, -1), jnp.moveaxis(zeta, 0, -1)
         zeta = zeta if spec["noise_on"] else None
         if direct:
-            X = p if n else None
+            X = jnp.moveaxis(p, 0, -1) if n else None
         else:
-            diag, off = p, q
+            diag, off = jnp.moveaxis(p, 0, -1), jnp.moveaxis(q, 0, -1)
     if direct:
-        Wo = jnp.zeros((nt, Bsz, Bsz), dtype) if X is None else jnp.einsum("tbk,tck->tbc", X, X)
+        Wo = jnp.zeros((nt, Bsz, Bsz, S), dtype) if X is None else jnp.einsum("tbks,tcks->tbcs", X, X)
     elif Bsz == 1:
-        Wo = diag[:, :, None]
+        Wo = diag[:, :, None, :]
     else:
         # Bartlett: Wish = A A^T, A lower triangular, A_ii^2 ~ chi^2_{n-i}, A_ij ~ N(0, 1) (i > j)
-        tri = jnp.asarray(np.tril(np.ones((Bsz, Bsz)), -1), dtype)
-        A = off * tri + jnp.sqrt(diag)[:, :, None] * jnp.eye(Bsz, dtype=dtype)
-        Wo = jnp.einsum("tbk,tck->tbc", A, A)
+        tri = jnp.asarray(np.tril(np.ones((Bsz, Bsz)), -1), dtype)[:, :, None]
+        eye = jnp.eye(Bsz, dtype=dtype)[:, :, None]
+        A = off * tri + jnp.sqrt(diag)[:, :, None, :] * eye
+        Wo = jnp.einsum("tbks,tcks->tbcs", A, A)
     return z, Wo, zeta
 
 
-def _soa_step(scenario, spec, S, R, LT, LTinv, z, wo, zt, eta, Nv):
-    """One step for all seeds at once, seeds on the last axis ("structure of arrays": every
-    overlap entry is a vector over seeds, so XLA fuses the step into a few vector loops).
+def _flat_step(scenario, spec, Sf, Rf, LT, LTinv, zl, wo, zt, eta, Nv):
+    """One step of every seed: each overlap entry is a vector over seeds ("structure of arrays",
+    each entry its own array, so that XLA fuses the step into a few vector loops without
+    re-stacking the state).
 
     The state is `(S, R)` with `S = Q - R T^{-1} R^T` the Schur complement (the students' part
     outside the teacher span), updated directly (no cancellation, so it keeps its *relative*
@@ -344,19 +394,26 @@ def _soa_step(scenario, spec, S, R, LT, LTinv, z, wo, zt, eta, Nv):
     which is `Q' - R' T^{-1} R'^T` of the Q update (`N G = Z_t Z_t^T + Z_s Z_s^T + Wo`, and
     `y T^{-1} R^T = z_t A^T`).
 
-    `S` (K, K, S), `R` (K, M, S), `z` (B, M+K, S), `wo` (B, B, S), `zt` (B, S) or None."""
+    `Sf`: the K(K+1)/2 entries `S_ik`, i <= k, row by row; `Rf`: the K M entries `R_in`; `zl`: M+K
+    arrays (B, S) (teacher coordinates first); `wo` (B, B, S); `zt` (B, S) or None. For B = 1 the
+    batch axis is dropped: `zl` (S,), `wo` (S,), `zt` (S,)."""
     K, M, Bsz = spec["K"], spec["M"], spec["batch"]
     N = Nv if spec["N"] is None else spec["N"]
-    dtype = S.dtype
+    dtype = Sf[0].dtype
     v = scenario.v.astype(dtype)
     w = scenario.w.astype(dtype)
+    bsum = (lambda a: a) if Bsz == 1 else (lambda a: jnp.sum(a, axis=0))
+    Sm = [[None] * K for _ in range(K)]
+    it = iter(Sf)
+    for i in range(K):
+        for k in range(i, K):
+            Sm[i][k] = Sm[k][i] = next(it)
+    R = [[Rf[i * M + n] for n in range(M)] for i in range(K)]
     # A = R L_T^{-T} (L_T^{-1} is lower triangular)
-    A = [[sum(R[i, n] * LTinv[m, n] for n in range(m + 1)) for m in range(M)] for i in range(K)]
-    Ssym = [[0.5 * (S[i, k] + S[k, i]) for k in range(K)] for i in range(K)]
-    LS = _psd_cholesky_lists(Ssym, K)
+    A = [[sum(R[i][n] * LTinv[m, n] for n in range(m + 1)) for m in range(M)] for i in range(K)]
+    LS = _psd_cholesky_lists(Sm, K)
     # the PSD projection of S that the step uses
     Sp = [[sum(LS[i][j] * LS[k][j] for j in range(min(i, k) + 1)) for k in range(K)] for i in range(K)]
-    zl = [z[:, l] for l in range(M + K)]  # each (B, S)
     y = [sum(LT[m, n] * zl[n] for n in range(m + 1)) for m in range(M)]
     xp = [sum(LS[i][j] * zl[M + j] for j in range(i + 1)) for i in range(K)]
     x = [sum(A[i][m] * zl[m] for m in range(M)) + xp[i] for i in range(K)]
@@ -364,24 +421,42 @@ def _soa_step(scenario, spec, S, R, LT, LTinv, z, wo, zt, eta, Nv):
     if zt is not None:
         tau = tau + scenario.noise.astype(dtype) * zt
     err = tau - sum(v[i] * scenario.g(x[i]) for i in range(K))
-    delta = [v[i] * scenario.g.deriv(x[i]) * err for i in range(K)]  # (B, S)
+    delta = [v[i] * scenario.g.deriv(x[i]) * err for i in range(K)]
     c = eta / (N * Bsz)
     d = 1.0 - eta * scenario.weight_decay.astype(dtype) / N
     # Delta^T (Z_s Z_s^T + Wo) Delta: the Z_s part through p_il = sum_b delta_ib z_b,M+l
-    p = [[jnp.sum(delta[i] * zl[M + l], axis=0) for l in range(K)] for i in range(K)]
+    p = [[bsum(delta[i] * zl[M + l]) for l in range(K)] for i in range(K)]
     if Bsz == 1:
-        wd = [[wo[0, 0] * delta[i][0] * delta[k][0] for k in range(K)] for i in range(K)]
+        wd = [[wo * delta[i] * delta[k] for k in range(K)] for i in range(K)]
     else:
         wdel = [jnp.einsum("bcs,cs->bs", wo, delta[k]) for k in range(K)]
         wd = [[jnp.sum(delta[i] * wdel[k], axis=0) for k in range(K)] for i in range(K)]
-    Sn = [[None] * K for _ in range(K)]
+    Sn = []
     for i in range(K):
         for k in range(i, K):
-            xd = jnp.sum(xp[i] * delta[k] + delta[i] * xp[k], axis=0)
+            xd = bsum(xp[i] * delta[k] + delta[i] * xp[k])
             dGd = sum(p[i][l] * p[k][l] for l in range(K)) + wd[i][k]
-            Sn[i][k] = Sn[k][i] = d * d * Sp[i][k] + d * c * xd + (c * c) * dGd
-    Rn = [[d * R[i, n] + c * jnp.sum(delta[i] * y[n], axis=0) for n in range(M)] for i in range(K)]
-    return (jnp.stack([jnp.stack(r) for r in Sn]), jnp.stack([jnp.stack(r) for r in Rn]))
+            Sn.append(d * d * Sp[i][k] + d * c * xd + (c * c) * dGd)
+    Rn = [d * R[i][n] + c * bsum(delta[i] * y[n]) for i in range(K) for n in range(M)]
+    return tuple(Sn), tuple(Rn)
+
+
+def _flatten(S, R):
+    """(K, K, S), (K, M, S) arrays -> the flat state of `_flat_step`."""
+    K, M = R.shape[0], R.shape[1]
+    return (tuple(S[i, k] for i in range(K) for k in range(i, K)),
+            tuple(R[i, n] for i in range(K) for n in range(M)))
+
+
+def _unflatten(Sf, Rf, K, M):
+    Sm = [[None] * K for _ in range(K)]
+    it = iter(Sf)
+    for i in range(K):
+        for k in range(i, K):
+            Sm[i][k] = Sm[k][i] = next(it)
+    S = jnp.stack([jnp.stack(row) for row in Sm])
+    R = jnp.stack([jnp.stack(Rf[i * M:(i + 1) * M]) for i in range(K)])
+    return S, R
 
 
 def _q_from_schur(S, R, LTinv):
@@ -403,28 +478,28 @@ def schur_complement(Q, R, T):
     return (V * lam[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
-def _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t0, eta, Nv, n, mask_from=None):
-    """`n` (static) steps of all seeds (seeds last) from global step t0; steps >= mask_from no-op."""
-    dtype = Q.dtype
+def _chunk(scenario, spec, state, LT, LTinv, words, keys, t0, eta, Nv, n, mask_from):
+    """`n` (static) steps of all seeds from global step t0; steps >= mask_from are no-ops.
+    `state` the flat `(S, R)` of `_flat_step`, `words` (4, S)."""
+    dtype = state[0][0].dtype
     ts = t0 + jnp.arange(n, dtype=jnp.int32)
-    z, wo, zeta = jax.vmap(lambda w, k: _draws(spec, w, k, ts, dtype, Nv))(words, keys)
-    # (S, n, ...) -> (n, ..., S)
-    z = jnp.moveaxis(z, 0, -1)
-    wo = jnp.moveaxis(wo, 0, -1)
-    zeta = None if zeta is None else jnp.moveaxis(zeta, 0, -1)
-    active = None if mask_from is None else (jnp.arange(n) < mask_from)
+    z, wo, zeta = _draws(spec, words, keys, ts, dtype, Nv)
+    L = spec["K"] + spec["M"]
+    if spec["batch"] == 1:  # drop the batch axis
+        zs = tuple(z[:, 0, l] for l in range(L))
+        wo = wo[:, 0, 0]
+        zeta = None if zeta is None else zeta[:, 0]
+    else:
+        zs = tuple(z[:, :, l] for l in range(L))
+    active = jnp.arange(n) < mask_from
 
-    def body(c, inp):
-        Q, R = c
+    def body(st, inp):
         zb, wb, zt, act = inp
-        Qn, Rn = _soa_step(scenario, spec, Q, R, LT, LTinv, zb, wb, zt, eta, Nv)
-        if act is not None:
-            Qn = jnp.where(act, Qn, Q)
-            Rn = jnp.where(act, Rn, R)
-        return (Qn, Rn), None
+        new = _flat_step(scenario, spec, st[0], st[1], LT, LTinv, zb, wb, zt, eta, Nv)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(act, a, b), new, st), None
 
-    (Q, R), _ = jax.lax.scan(body, (Q, R), (z, wo, zeta, active), unroll=_UNROLL)
-    return Q, R
+    state, _ = jax.lax.scan(body, state, (zs, wo, zeta, active), unroll=_UNROLL)
+    return state
 
 
 def _test_error(scenario, spec, Q, R, LT, LTinv, words, key, rec, n_test, dtype):
@@ -450,45 +525,47 @@ def _structure_key(scenario):
 @functools.lru_cache(maxsize=32)
 def _compiled(structure, spec_items, dtype, chunk, n_test, eta_batched):
     spec = dict(spec_items)
+    K, M = spec["K"], spec["M"]
 
-    def run_all(scenario, Q0, R0, LT, LTinv, words, keys, eta, Nv, nsteps):
-        S = words.shape[0]
-        if Q0.ndim == 3:  # one start per seed
-            Q, R = jnp.moveaxis(Q0, 0, -1), jnp.moveaxis(R0, 0, -1)
+    def run_all(scenario, S0, R0, LT, LTinv, words, keys, eta, Nv, nsteps):
+        nseed = words.shape[0]
+        wT = words.T  # (4, S): seeds last
+        if S0.ndim == 3:  # one start per seed
+            S, R = jnp.moveaxis(S0, 0, -1), jnp.moveaxis(R0, 0, -1)
         else:
-            Q = jnp.broadcast_to(Q0[:, :, None], Q0.shape + (S,))
-            R = jnp.broadcast_to(R0[:, :, None], R0.shape + (S,))
+            S = jnp.broadcast_to(S0[:, :, None], S0.shape + (nseed,))
+            R = jnp.broadcast_to(R0[:, :, None], R0.shape + (nseed,))
 
         def record(carry, inp):
-            Q, R, t = carry
+            state, t = carry
             n_i, rec = inp
 
             def one_chunk(j, c):
                 # every chunk masked (steps past n_i are no-ops): one copy of the step code
-                Q, R, t = c
+                state, t = c
                 m = jnp.minimum(n_i - j * chunk, chunk)
-                Q, R = _chunk(scenario, spec, Q, R, LT, LTinv, words, keys, t, eta, Nv, chunk,
-                              mask_from=m)
-                return Q, R, t + m
+                state = _chunk(scenario, spec, state, LT, LTinv, wT, keys, t, eta, Nv, chunk, m)
+                return state, t + m
 
-            Q, R, t = jax.lax.fori_loop(0, (n_i + chunk - 1) // chunk, one_chunk, (Q, R, t))
-            Qs, Rs = jnp.moveaxis(_q_from_schur(Q, R, LTinv), -1, 0), jnp.moveaxis(R, -1, 0)
+            state, t = jax.lax.fori_loop(0, (n_i + chunk - 1) // chunk, one_chunk, (state, t))
+            S, R = _unflatten(*state, K, M)
+            Qs, Rs = jnp.moveaxis(_q_from_schur(S, R, LTinv), -1, 0), jnp.moveaxis(R, -1, 0)
             out = (Qs, Rs)
             if n_test:
                 out = out + (jax.vmap(lambda q, r, w, k: _test_error(
                     scenario, spec, q, r, LT, LTinv, w, k, rec, n_test, dtype))(Qs, Rs, words, keys),)
-            return (Q, R, t), out
+            return (state, t), out
 
         recs = jnp.arange(nsteps.shape[0], dtype=jnp.int32)
-        _, out = jax.lax.scan(record, (Q, R, jnp.zeros((), jnp.int32)), (nsteps, recs))
+        _, out = jax.lax.scan(record, (_flatten(S, R), jnp.zeros((), jnp.int32)), (nsteps, recs))
         # (n_rec, S, ...) -> (S, n_rec, ...)
         return tuple(jnp.moveaxis(o, 0, 1) for o in out)
 
-    def fn(scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps):
+    def fn(scenario, S0, R0, LT, LTinv, words, keys, eta, Nv, nsteps):
         if eta_batched:
             return jax.vmap(run_all, in_axes=(None,) * 7 + (0, None, None))(
-                scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps)
-        return run_all(scenario, Q, R, LT, LTinv, words, keys, eta, Nv, nsteps)
+                scenario, S0, R0, LT, LTinv, words, keys, eta, Nv, nsteps)
+        return run_all(scenario, S0, R0, LT, LTinv, words, keys, eta, Nv, nsteps)
 
     return jax.jit(fn)
 
@@ -548,8 +625,15 @@ def simulate_overlaps(
     eta_arr = np.asarray(eta, dtype=float)
     if eta_arr.ndim > 1:
         raise ValueError("eta must be a scalar or a 1-D array")
+    if chunk is not None and not (isinstance(chunk, (int, np.integer)) and chunk >= 1):
+        raise ValueError(f"chunk must be a positive integer (steps per batch of draws), got {chunk!r}")
+    if not (isinstance(n_test, (int, np.integer)) and n_test >= 0):
+        raise ValueError(f"n_test must be an integer >= 0 (test inputs per recorded eps_test), "
+                         f"got {n_test!r}")
     if chunk is None:
-        chunk = 64
+        # steps whose draws are made at once: 64, fewer for many seeds so that a chunk's draws
+        # stay in cache (measured: 4096 seeds 1.3x faster at 8 than at 64)
+        chunk = int(np.clip(16384 // len(seed_list), 8, 64))
     # N is a run-time number (one compilation for all N) once every chi^2 dof of the orthogonal
     # Gram part is >= 2 A_TRACED_MIN; below that it is static (exact small-dof samplers)
     big_n = int(N) - K - M - (int(bs) - 1) >= 2 * A_TRACED_MIN
@@ -565,7 +649,7 @@ def simulate_overlaps(
     words = jax.vmap(lambda k: jr.bits(k, (4,), jnp.uint32))(kstream)
     fn = _compiled(_structure_key(scenario), tuple(sorted(spec.items())), dtype, int(chunk),
                    int(n_test), eta_arr.ndim == 1)
-    # the chain's state is (S, R), S the Schur complement (see _soa_step)
+    # the chain's state is (S, R), S the Schur complement (see _flat_step)
     S0 = schur_complement(op0.Q, op0.R, T)
     out = fn(scenario, jnp.asarray(S0, dtype), jnp.asarray(op0.R, dtype),
              jnp.asarray(LT, dtype), jnp.asarray(LTinv, dtype), words, kstream,

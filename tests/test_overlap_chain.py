@@ -121,6 +121,32 @@ def test_bad_input():
         jd.simulate(sc, op0, eta=1.0, N=100, alphas=[0.0], method="overlap")
 
 
+
+_NONPSD = np.diag([-1.0, 1.0])
+_ASYM = np.array([[0.5, 0.3], [0.0, 0.5]])
+_NANQ = np.array([[np.nan, 0.0], [0.0, 0.5]])
+
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(eta=np.nan), "eta"), (dict(eta=np.inf), "eta"), (dict(eta=jnp.ones((2, 2))), "eta"),
+    (dict(N=50.5), "N must be"), (dict(N=0), "N must be"),
+    (dict(Q=_NONPSD), "positive semi-definite"), (dict(Q=_ASYM), "symmetric"),
+    (dict(Q=_NANQ), "non-finite"), (dict(Q=np.eye(3)), "Q must have shape"),
+    (dict(Q=np.stack([0.2 * np.eye(2), _NONPSD]), R=np.zeros((2, 2, 2)), seeds=2),
+     "positive semi-definite"),
+    (dict(Q=np.stack([0.2 * np.eye(2)] * 3), R=np.zeros((3, 2, 2)), seeds=2), "one per seed"),
+    (dict(chunk=0), "chunk"), (dict(n_test=-1), "n_test"), (dict(rng="threefry"), "rng"),
+])
+def test_bad_input_more(kw, words):
+    # refused before anything is compiled: no NaN, no hang
+    sc = jd.Scenario(K=2, M=2)
+    kw = dict(kw)
+    op0 = jd.OrderParams(Q=kw.pop("Q", 0.2 * np.eye(2)), R=kw.pop("R", np.zeros((2, 2))))
+    args = dict(eta=1.0, N=100, alphas=[0.0, 1.0], dtype=jnp.float64)
+    args.update(kw)
+    with pytest.raises(ValueError, match=words):
+        jd.simulate_overlaps(sc, op0, **args)
+
 def test_seeded_deterministic_and_independent_of_batching():
     sc = jd.Scenario(K=2, M=2)
     op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
@@ -248,3 +274,54 @@ def test_mean_converges_to_ode_at_rate_one_over_N():
     c2 = float(x2 @ (err / se) / (x2 @ x2))
     chi2_sq = float(np.sum((c2 * x2 - err / se) ** 2))
     assert stats.chi2.sf(chi2_sq, len(N) - 1) < 1e-3, (err, se, c2, chi2_sq)
+
+
+def test_chi2_draws_follow_the_chi2_law():
+    # the exact chi^2 of |xi_perp|^2 and of the Bartlett diagonals: the direct small-dof draws
+    # (0, 1, 2), Marsaglia-Tsang with frequent rejections (dof 3, 7: the fix-up loop runs many
+    # passes) and with rare ones (dof 150, traced shape, series acceptance test), against scipy
+    from jaxdyn._overlap_chain import chi2_seeds
+
+    S, n = 1024, 64
+    words = jax.random.bits(jax.random.key(1), (4, S), jnp.uint32)
+    ts = jnp.arange(n, dtype=jnp.int32)
+    static, traced = jax.jit(lambda w, d: (chi2_seeds(np.array([0, 1, 2, 3, 7]), w, ts, 12, jnp.float64),
+                                           chi2_seeds(d, w, ts, 12, jnp.float64)))(words, jnp.array([150.0]))
+    static, traced = np.asarray(static), np.asarray(traced)
+    assert static.shape == (n, 5, S) and traced.shape == (n, 1, S)
+    assert np.all(static[:, 0] == 0)
+    for dof, x in [(1, static[:, 1]), (2, static[:, 2]), (3, static[:, 3]), (7, static[:, 4]),
+                   (150, traced[:, 0])]:
+        x = x.ravel()
+        assert stats.kstest(x, stats.chi2(dof).cdf).pvalue > 1e-3, dof
+        # mean within 4 standard errors (var of chi^2_k is 2k)
+        assert abs(x.mean() - dof) < 4 * np.sqrt(2 * dof / len(x)), dof
+
+
+@pytest.mark.slow
+def test_long_run_onto_perfect_learning_keeps_accuracy():
+    # 10^7 steps (N = 10^5, alpha = 100) from just outside perfect learning: the chain converges
+    # onto the singular C. It must stay PSD and follow the ODE (tight tolerances) where the ODE is
+    # reliable (alpha <= 30, eps_g >= 1e-7), and keep decaying at the ODE's late rate with no
+    # rounding floor (alpha 80 -> 100, eps_g ~ 1e-12 -> 1e-13; a state that re-forms S from Q
+    # stalls at ~1e-12 there). Tolerances: 5 standard errors of the seeds' spread, plus the ODE's
+    # own accuracy on the late ratio (0.02 in ln: it changes by < 0.01 from rtol 1e-11 to 1e-12).
+    T = jnp.array([[1.0, 0.3], [0.3, 2.0]])
+    sc = jd.Scenario(K=2, M=2, T=T)
+    op0 = jd.OrderParams(Q=0.999**2 * T + 1e-4 * jnp.eye(2), R=0.999 * T)
+    al = jnp.array([0.0, 10.0, 20.0, 30.0, 80.0, 100.0])
+    S = 8
+    sim = jd.simulate(sc, op0, eta=1.0, N=10**5, alphas=al, seeds=S, method="overlaps",
+                      dtype=jnp.float64)
+    ode = jd.integrate(sc, op0, eta=1.0, alphas=al, rtol=1e-12, atol=1e-17)
+    eg, eg_ode = np.asarray(sim.eps_g), np.asarray(ode.eps_g)
+    assert np.all(np.isfinite(eg))
+    C = np.asarray(jd.covariance(sc, jd.OrderParams(Q=sim.Q, R=sim.R)))
+    assert np.linalg.eigvalsh(C).min() > -1e-13
+    for i in (1, 2, 3):
+        ratio = eg[:, i] / eg_ode[i]
+        assert abs(ratio.mean() - 1) < 5 * ratio.std(ddof=1) / np.sqrt(S) + 1e-4, (i, ratio)
+    late = np.log(eg[:, 5] / eg[:, 4])
+    late_ode = np.log(eg_ode[5] / eg_ode[4])
+    assert abs(late.mean() - late_ode) < 5 * late.std(ddof=1) / np.sqrt(S) + 0.02, (late, late_ode)
+    assert eg[:, 5].max() < 1e-12
