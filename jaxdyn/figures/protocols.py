@@ -127,9 +127,12 @@ def relu_thresholds(*, fast=False):
     return out
 
 
-def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_target=1e-3):
+def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_target=1e-3,
+               steps=None):
     """Time to reach `eps_target` for ReLU K = M = 2, T = diag(1, 2), eta <= 2 (far above the
-    critical learning rates), with a `n_pieces`-piece schedule on [0, alpha_max]."""
+    critical learning rates), with a `n_pieces`-piece schedule on [0, alpha_max], warm-started from
+    the best constant eta; `steps` Adam steps (default 150; 30 in fast mode). The history of the
+    150-step run: within 0.5 of its optimum after 39 steps, within 0.002 after 80."""
     import jax.numpy as jnp
 
     import jaxdyn as jd
@@ -139,7 +142,8 @@ def relu_study(*, fast=False, progress=False, n_pieces=64, alpha_max=100.0, eps_
     n = 16 if fast else n_pieces
     edges = np.linspace(0.0, alpha_max, n + 1)
     out = _optimise(sc, op0, obj, edges, eta_range=(0.3, 1.8), eta_max=2.0,
-                    steps=30 if fast else 150, lr=0.05, progress=progress)
+                    steps=(30 if fast else 150) if steps is None else steps, lr=0.05,
+                    progress=progress)
     res = out["res"]
     t_opt = float(res.value)
     tr = jd.integrate(sc, op0, eta=res.schedule, alphas=jnp.array([t_opt]), rtol=1e-10,
@@ -180,8 +184,9 @@ def sgd_confirm(sc, op0, study, objective, *, N=10_000, seeds=1000, alpha_stop=N
 
 def _fmt_sgd(summ, unit=""):
     o, c = summ["optimised"], summ["constant"]
-    return (f"SGD N={summ['N']:.0e}, {summ['seeds']} seeds: optimised {o['sgd_mean']:.3f} $\\pm$ "
-            f"{o['sgd_sem']:.3f}, constant {c['sgd_mean']:.3f} $\\pm$ {c['sgd_sem']:.3f}{unit}")
+    return (f"SGD, N = {summ['N']}, {summ['seeds']} seeds per schedule (mean $\\pm$ SE):\n"
+            f"optimised {o['sgd_mean']:.3f} $\\pm$ {o['sgd_sem']:.3f}, constant "
+            f"{c['sgd_mean']:.3f} $\\pm$ {c['sgd_sem']:.3f}{unit}")
 
 
 # --------------------------------------------------------------------------- figures
