@@ -149,6 +149,7 @@ def test_optimised_schedule_beats_best_constant():
     assert np.all(np.asarray(res.schedule.eta) < 6.0)
 
 
+@pytest.mark.slow
 def test_sgd_objective_overlap_chain_matches_weight_space():
     """simulate_objective runs a piecewise-constant schedule on the overlap chain piece by piece
     (restarting from each seed's overlaps, fresh random streams); the weight-space simulator takes
