@@ -20,6 +20,9 @@ ODE backwards along the dense forward solution, written out by hand (optimise-th
 it gives a third, independent gradient and the Hamiltonian H = p . f, whose minimiser over eta is
 Pontryagin's optimal eta(alpha) for the current trajectory.
 
+`simulate_objective` measures an objective on finite-N SGD instead (one value per seed, by the
+exact overlap chain or in weight space), to check an optimised schedule against SGD.
+
 A divergence (a `Q_ii` above `blowup * max(1, max|T|)`) stops the solve by an event; the objective
 is then evaluated at the blow-up state (huge), so an optimiser is pushed back, and
 `diverged=True` reports it.
