@@ -162,12 +162,14 @@ from ._protocols import (
     OptimizedSchedule as OptimizedSchedule,
     PontryaginCheck as PontryaginCheck,
     ProtocolValue as ProtocolValue,
+    SGDObjective as SGDObjective,
     TimeToTarget as TimeToTarget,
     best_constant_eta as best_constant_eta,
     evaluate_schedule as evaluate_schedule,
     optimize_schedule as optimize_schedule,
     pontryagin as pontryagin,
     schedule_gradient as schedule_gradient,
+    simulate_objective as simulate_objective,
 )
 
 

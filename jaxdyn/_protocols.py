@@ -10,7 +10,8 @@ Objectives (Modules, `objective.value(...)` inside `evaluate_schedule`):
   (continuous at the boundary, still decreasing as the error falls) and `reached=False`;
 - `IntegratedError(alpha_F)`: `int_0^alpha_F eps_g dalpha` (an extra state of the ODE).
 
-The ODE is `jaxdyn.vector_field` with `eta = schedule(alpha)`, integrated by diffrax (Tsit5,
+The ODE is `jaxdyn.OrderParamODE(scenario, eta=schedule)` (the object `jaxdyn.integrate` solves;
+eta = schedule(alpha) through its `rate`), integrated by diffrax (Tsit5,
 PID controller at `rtol`/`atol`, the schedule's jumps declared through `ClipStepSizeController`).
 Gradients: reverse mode with `diffrax.RecursiveCheckpointAdjoint` (discretise-then-optimise: the
 exact derivative of the computed solution, memory by binomial checkpointing); forward mode with
@@ -18,6 +19,9 @@ exact derivative of the computed solution, memory by binomial checkpointing); fo
 ODE backwards along the dense forward solution, written out by hand (optimise-then-discretise):
 it gives a third, independent gradient and the Hamiltonian H = p . f, whose minimiser over eta is
 Pontryagin's optimal eta(alpha) for the current trajectory.
+
+`simulate_objective` measures an objective on finite-N SGD instead (one value per seed, by the
+exact overlap chain or in weight space), to check an optimised schedule against SGD.
 
 A divergence (a `Q_ii` above `blowup * max(1, max|T|)`) stops the solve by an event; the objective
 is then evaluated at the blow-up state (huge), so an optimiser is pushed back, and
@@ -35,8 +39,9 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
 from ._model import OrderParams, Scenario, check_order_params
-from ._ode import eps_g, vector_field
-from ._schedules import AbstractSchedule, Constant, check_schedule, declare_jumps
+from ._ode import OrderParamODE, eps_g
+from ._schedules import (AbstractSchedule, Constant, PiecewiseConstant, check_schedule,
+                         declare_jumps)
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -153,11 +158,13 @@ def _blowup_scale(scenario, blowup):
 def _solve_impl(scenario, op0, schedule, objective, *, eta2, i4, order, rtol, atol, max_steps, blowup,
            adjoint):
     t1 = objective.t1
+    # the ODE object of jaxdyn.integrate (eta = schedule(alpha) through its `rate`), plus the
+    # running integral of eps_g as a second state
+    ode = OrderParamODE(scenario, eta=schedule, eta2=eta2, i4=i4, order=order)
 
-    def rhs(t, y, args):
+    def rhs(t, y, ode):
         op, _ = y
-        d = vector_field(scenario, op, args(t), eta2=eta2, i4=i4, order=order)
-        return d, eps_g(scenario, op)
+        return ode.vf(t, op, None), eps_g(scenario, op)
 
     scale = _blowup_scale(scenario, blowup)
 
@@ -179,7 +186,7 @@ def _solve_impl(scenario, op0, schedule, objective, *, eta2, i4, order, rtol, at
     controller = declare_jumps(diffrax.PIDController(rtol=rtol, atol=atol), schedule)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=0.0, t1=t1, dt0=None,
-        y0=(op0, jnp.zeros((), op0.Q.dtype)), args=schedule, saveat=diffrax.SaveAt(t1=True),
+        y0=(op0, jnp.zeros((), op0.Q.dtype)), args=ode, saveat=diffrax.SaveAt(t1=True),
         stepsize_controller=controller, max_steps=max_steps, event=event, adjoint=adjoint,
         throw=False,
     )
@@ -234,6 +241,12 @@ def _solver_kw(kw):
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(out)}")
     out.update(kw)
+    for k in ("rtol", "atol", "blowup"):
+        v = out[k]
+        if not isinstance(v, jax.core.Tracer) and not (np.ndim(v) == 0 and np.isfinite(v) and v > 0):
+            raise ValueError(f"{k} must be a finite number > 0, got {v!r}")
+        # arrays, not Python floats: a new tolerance does not recompile the solve
+        out[k] = jnp.asarray(v, dtype=jnp.result_type(float))
     return out
 
 
@@ -263,8 +276,9 @@ def evaluate_schedule(scenario: Scenario, op0: OrderParams, schedule, *, objecti
 
 
 def schedule_gradient(scenario: Scenario, op0: OrderParams, schedule, *, objective,
-                      mode: str = "reverse", **options):
-    """`(value, d value / d theta)` for the schedule's trainable parameters `theta`.
+                      mode: str = "reverse", return_result: bool = False, **options):
+    """`(value, d value / d theta)` for the schedule's trainable parameters `theta`
+    (`(ProtocolValue, d value / d theta)` with `return_result=True`: reached, diverged, ...).
 
     `mode="reverse"`: `jax.value_and_grad` through diffrax with `RecursiveCheckpointAdjoint`;
     `mode="forward"`: `jax.jacfwd` with `diffrax.ForwardMode()` (one tangent per parameter).
@@ -286,10 +300,10 @@ def schedule_gradient(scenario: Scenario, op0: OrderParams, schedule, *, objecti
     opts = _solver_kw(options)
     dtype = jnp.result_type(float)
     op0 = OrderParams(Q=jnp.asarray(op0.Q, dtype), R=jnp.asarray(op0.R, dtype))
-    (val, _), g = _value_and_grad(schedule.theta, scenario, op0, schedule, objective, opts)
-    if mode == "reverse":
-        return val, g
-    return val, _jac_forward(schedule.theta, scenario, op0, schedule, objective, opts)
+    (val, res), g = _value_and_grad(schedule.theta, scenario, op0, schedule, objective, opts)
+    if mode == "forward":
+        g = _jac_forward(schedule.theta, scenario, op0, schedule, objective, opts)
+    return (res if return_result else val), g
 
 
 def _with_theta(schedule, theta):
@@ -506,11 +520,12 @@ def pontryagin(scenario: Scenario, op0: OrderParams, schedule, *, alpha_F, alpha
 @eqx.filter_jit
 def _pontryagin(scenario, op0, schedule, alpha_F, alphas, eta_max, rtol, atol, eta2, i4, order,
                 max_steps):
-    kw = dict(eta2=eta2, i4=i4, order=order)
+    ode = OrderParamODE(scenario, eta2=eta2, i4=i4, order=order)
+    ode1 = OrderParamODE(scenario, eta2=False, i4=i4, order=order)
     y0flat, unravel = ravel_pytree(op0)
 
     def f(y, eta):
-        return ravel_pytree(vector_field(scenario, unravel(y), eta, **kw))[0]
+        return ravel_pytree(ode.field(unravel(y), eta))[0]
 
     controller = declare_jumps(diffrax.PIDController(rtol=rtol, atol=atol), schedule)
     fwd = diffrax.diffeqsolve(
@@ -542,8 +557,7 @@ def _pontryagin(scenario, op0, schedule, alpha_F, alphas, eta_max, rtol, atol, e
     grad = bwd.ys[1][-1]
     Y = jax.vmap(fwd.evaluate)(alphas)
     eta = schedule(alphas)
-    a = jax.vmap(lambda p, y: jnp.dot(p, ravel_pytree(
-        vector_field(scenario, unravel(y), 1.0, eta2=False, i4=i4, order=order))[0]))(P, Y)
+    a = jax.vmap(lambda p, y: jnp.dot(p, ravel_pytree(ode1.field(unravel(y), 1.0))[0]))(P, Y)
     a2 = jax.vmap(lambda p, y: jnp.dot(p, f(y, 1.0)))(P, Y)
     b = a2 - a  # f(eta) = eta f_1 + eta^2 f_2 exactly (the field is quadratic in eta)
     H = eta * a + eta**2 * b
@@ -552,3 +566,169 @@ def _pontryagin(scenario, op0, schedule, alpha_F, alphas, eta_max, rtol, atol, e
     e_star = jnp.where(b > 0, interior, ends)
     return PontryaginCheck(alpha=alphas, eta=eta, eta_star=e_star, switching=a + 2 * eta * b,
                            hamiltonian=H, grad=grad, value=value)
+
+
+# ----------------------------------------------------------------------------- SGD check
+
+
+class SGDObjective(eqx.Module):
+    """An objective measured on finite-N online SGD (`simulate_objective`), one value per seed.
+
+    Fields: `value` (S,) the objective of each seed's learning curve (`ln eps_g(alpha_F)` /
+    `eps_g(alpha_F)` for `FinalError`; the first alpha with `eps_g <= eps_target`, linearly
+    interpolated in `ln eps_g` between records, for `TimeToTarget`; the trapezoid integral for
+    `IntegratedError`), `reached` (S,) (for `TimeToTarget`: the seed crossed the target within the
+    simulated range; its value is then its crossing time, else the last simulated alpha), `alpha`
+    (n,) the record times, `eps_g` (S, n) the recorded learning curves, `N`, `method`.
+    `mean()` and `sem()` (standard error of the mean over seeds) summarise `value`.
+    """
+
+    value: jax.Array
+    reached: jax.Array
+    alpha: jax.Array
+    eps_g: jax.Array
+    N: int = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+
+    def mean(self):
+        return float(np.mean(np.asarray(self.value)))
+
+    def sem(self):
+        v = np.asarray(self.value)
+        return float(np.std(v, ddof=1) / np.sqrt(v.size)) if v.size > 1 else np.nan
+
+
+def _first_step_at(a, N):
+    # the first step t with t / N >= a (the simulators evaluate eta(t / N) before step t), robust
+    # to the rounding of a * N
+    t = int(np.ceil(a * N))
+    while t > 0 and (t - 1) / N >= a:
+        t -= 1
+    while t / N < a:
+        t += 1
+    return t
+
+
+def _pieces(schedule, t_end, N):
+    """[(step0, step1, eta)] of a Constant / PiecewiseConstant schedule up to step t_end."""
+    if isinstance(schedule, Constant):
+        return [(0, t_end, float(schedule.eta))]
+    if not isinstance(schedule, PiecewiseConstant):
+        raise ValueError(
+            "method='overlaps' simulates a piecewise-constant schedule piece by piece (the overlap "
+            f"chain takes a constant eta); got {type(schedule).__name__}: use method='weights', "
+            "or jaxdyn.PiecewiseConstant")
+    bounds = [0] + [_first_step_at(float(j), N) for j in np.asarray(schedule.jump_ts)] + [None]
+    eta = np.asarray(schedule.eta)
+    out = []
+    for k in range(len(eta)):
+        s0, s1 = bounds[k], t_end if bounds[k + 1] is None else min(bounds[k + 1], t_end)
+        if s1 > s0:
+            out.append((s0, s1, float(eta[k])))
+        if s1 >= t_end:
+            break
+    return out
+
+
+def _sgd_value(objective, alpha, E, N):
+    if isinstance(objective, FinalError):
+        e = E[:, -1]
+        return (np.log(e) if objective.log else e), np.isfinite(e)
+    if isinstance(objective, IntegratedError):
+        return np.trapezoid(E, alpha, axis=1), np.all(np.isfinite(E), axis=1)
+    lt = np.log(float(objective.eps_target))
+    below = np.log(E) <= lt
+    reached = below.any(axis=1)
+    k = np.argmax(below, axis=1)
+    km = np.maximum(k - 1, 0)
+    rows = np.arange(E.shape[0])
+    l0, l1 = np.log(E[rows, km]), np.log(E[rows, k])
+    a0, a1 = alpha[km], alpha[k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(l1 < l0, (l0 - lt) / (l0 - l1), 1.0)
+    t = np.where(k > 0, a0 + np.clip(frac, 0.0, 1.0) * (a1 - a0), alpha[0])
+    return np.where(reached, t, alpha[-1]), reached
+
+
+def simulate_objective(scenario: Scenario, op0: OrderParams, schedule, *, objective, N: int,
+                       seeds=1000, method: str = "overlaps", dtype=None, alpha_stop=None,
+                       records_per_piece: int = 16, max_piece: float | None = None,
+                       seed_offset: int = 0) -> SGDObjective:
+    """The objective measured on online SGD at finite `N` under `schedule`, one value per seed.
+
+    `method="overlaps"` (default): the exact Markov chain of the overlaps
+    (`jaxdyn.simulate(..., method="overlaps")`, cost independent of N, vmapped over seeds). The
+    chain takes a constant eta, so a `PiecewiseConstant` schedule is run piece by piece: piece j
+    covers the steps t with `jump_{j-1} <= t / N < jump_j` (as `jaxdyn.simulate` evaluates
+    eta(t / N) before step t), starts from each seed's overlaps at the end of piece j - 1 and draws
+    fresh examples (seeds `seed_offset + S (j + 1) + s`: independent streams), which is the same
+    law as one weight-space run. Pieces longer than `max_piece` (default: 1/50 of the horizon) are
+    split so that records stay dense and a `TimeToTarget` run stops as soon as every seed has
+    crossed. `method="weights"`: `jaxdyn.simulate` in weight space, any schedule (N-dimensional
+    weights: use few seeds).
+
+    Horizon: `alpha_stop` (default the objective's `alpha_F` / `alpha_max`). Records:
+    `records_per_piece` per (split) piece. `dtype` default float64 (`jaxdyn.enable_x64()`), else
+    float32. Returns an `SGDObjective` (`.mean()`, `.sem()`).
+
+    Example:
+        >>> sc = jaxdyn.Scenario(K=1, M=1, g="erf")
+        >>> op0 = jaxdyn.OrderParams(Q=[[0.2]], R=[[0.0]])
+        >>> s = jaxdyn.PiecewiseConstant(jnp.array([1.0, 0.5]), jnp.array([2.0]))
+        >>> r = jaxdyn.simulate_objective(sc, op0, s, objective=jaxdyn.FinalError(alpha_F=4.0),
+        ...                               N=100, seeds=64, records_per_piece=2)
+        >>> r.mean(), r.sem()
+    """
+    from ._simulate import simulate
+
+    _check_objective(objective)
+    check_order_params(scenario, op0)
+    schedule = _as_schedule(schedule)
+    if method not in ("overlaps", "weights"):
+        raise ValueError(f"method must be 'overlaps' or 'weights', got {method!r}")
+    if not (isinstance(N, (int, np.integer)) and N >= 1):
+        raise ValueError(f"N must be a positive integer, got {N!r}")
+    if not (isinstance(records_per_piece, (int, np.integer)) and records_per_piece >= 1):
+        raise ValueError(f"records_per_piece must be a positive integer, got {records_per_piece!r}")
+    a_end = float(objective.t1 if alpha_stop is None else alpha_stop)
+    if not (np.isfinite(a_end) and 0 < a_end <= float(objective.t1)):
+        raise ValueError(f"alpha_stop must lie in (0, {float(objective.t1):g}], got {alpha_stop!r}")
+    check_schedule(schedule, 0.0, a_end, jumps_inside=False)
+    if dtype is None:
+        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    seed_list = np.arange(int(seeds)) if np.ndim(seeds) == 0 else np.asarray(seeds, np.int64)
+    S = len(seed_list)
+    t_end = int(round(a_end * N))
+    max_piece = a_end / 50 if max_piece is None else float(max_piece)
+    ttt = isinstance(objective, TimeToTarget)
+
+    if method == "weights":
+        steps = np.unique(np.rint(np.linspace(0, t_end, 50 * records_per_piece + 1)).astype(int))
+        sim = simulate(scenario, op0, eta=schedule, N=int(N), alphas=steps / N,
+                       seeds=seed_offset + seed_list, dtype=dtype)
+        alpha, E = steps / N, np.asarray(sim.eps_g, float)
+    else:
+        segs = []
+        for s0, s1, e in _pieces(schedule, t_end, N):
+            n = max(1, int(np.ceil((s1 - s0) / (max_piece * N))))
+            cuts = np.rint(np.linspace(s0, s1, n + 1)).astype(int)
+            segs += [(a, b, e) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        dt = jnp.result_type(float)
+        op = OrderParams(Q=jnp.broadcast_to(jnp.asarray(op0.Q, dt), (S,) + np.shape(op0.Q)),
+                         R=jnp.broadcast_to(jnp.asarray(op0.R, dt), (S,) + np.shape(op0.R)))
+        alphas, curves = [np.zeros(1)], [np.asarray(jax.vmap(lambda o: eps_g(scenario, o))(op))[:, None]]
+        for j, (s0, s1, e) in enumerate(segs):
+            rel = np.rint(np.linspace(0, s1 - s0, records_per_piece + 1)).astype(int)
+            sim = simulate(scenario, op, eta=e, N=int(N), alphas=rel / N,
+                           seeds=seed_offset + S * (j + 1) + seed_list, dtype=dtype,
+                           method="overlaps")
+            op = OrderParams(Q=jnp.asarray(sim.Q[:, -1], dt), R=jnp.asarray(sim.R[:, -1], dt))
+            alphas.append((s0 + rel[1:]) / N)
+            curves.append(np.asarray(sim.eps_g, float)[:, 1:])
+            if ttt and np.all(np.min(curves[-1], axis=1) <= float(objective.eps_target)) \
+                    or not np.all(np.isfinite(curves[-1][:, -1])):
+                break
+        alpha, E = np.concatenate(alphas), np.concatenate(curves, axis=1)
+    value, reached = _sgd_value(objective, alpha, E, N)
+    return SGDObjective(value=jnp.asarray(value), reached=jnp.asarray(reached),
+                        alpha=jnp.asarray(alpha), eps_g=jnp.asarray(E), N=int(N), method=method)
