@@ -104,9 +104,11 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
 
 
 def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
-    from ._relu_moments import relu_theta_moment
+    from ._relu_moments import relu_i4_terms, relu_theta_moment
 
     idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
+    if i4 != "hermite":  # each set of distinct units once (shared orthant probabilities)
+        return relu_i4_terms(C, idx4)
     out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
     for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
         cov = gather(C, units)

@@ -80,6 +80,40 @@ def trajectory_check(K: int, kind: str, eta_c: float, *, rel=0.02, alpha_max=Non
     return out
 
 
+def symmetry_broken_start(K: int):
+    """Paper 000's initial condition generalised to K units: `R = 1e-3 I`, `Q = diag(0.2..0.3)`
+    (K = 2: `Q = diag(0.2, 0.3)`, Straat & Biehl, ESANN 2019)."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    return jd.OrderParams(Q=jnp.diag(jnp.linspace(0.2, 0.3, K)), R=1e-3 * jnp.eye(K))
+
+
+def divergence_threshold(K: int, kind: str, *, lo: float, hi: float, alpha_max=1000.0, iters=10):
+    """Bisection on eta for blow-up (`Trajectory.diverged`: some `Q_ii` beyond 1e4 max(1, |T|))
+    before `alpha_max` from the symmetry-broken start; returns (eta_lo, eta_hi): the trajectory
+    at eta_lo stays finite, the one at eta_hi diverges. Raises if the bracket is not one."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=K, M=K, T=teacher(K, kind))
+    op0 = symmetry_broken_start(K)
+
+    def diverges(e):
+        tr = jd.integrate(sc, op0, eta=jnp.asarray(e), alphas=jnp.array([alpha_max]),
+                          max_steps=200_000, throw=False)
+        return bool(tr.diverged) or not bool(np.all(np.isfinite(np.asarray(tr.Q[-1]))))
+
+    if diverges(lo) or not diverges(hi):
+        raise ValueError(f"(lo, hi) = ({lo}, {hi}) does not bracket the divergence at K = {K}")
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if diverges(mid) else (mid, hi)
+    return lo, hi
+
+
 def closed_form_eta_c(K):
     """Conjectured closed form (found from the computed values, checked for K = 1..10): the smaller
     root of `(K^2 + K + 2) eta^2 - 4 (K + 1)(K + 2) eta + 16 (K + 1) = 0` (~ 4 / K at large K)."""
@@ -88,8 +122,13 @@ def closed_form_eta_c(K):
     return (b - np.sqrt(b * b - 4 * a * c)) / (2 * a)
 
 
-def plot_eta_c(rows, *, ax):
-    """eta_c against K from the rows of `large_k_thresholds` (dicts with K, teacher, eta_c)."""
+def plot_eta_c(rows, *, ax, divergence=()):
+    """eta_c against K from the rows of `large_k_thresholds` (dicts with K, teacher, eta_c), and
+    the divergence thresholds (dicts with K, eta_div_lo, eta_div_hi) where given."""
+    dv = [d for d in divergence if "eta_div_lo" in d]
+    if dv:
+        ax.plot([d["K"] for d in dv], [0.5 * (d["eta_div_lo"] + d["eta_div_hi"]) for d in dv], "v",
+                color="C3", label="blow-up before alpha = 1000, T = I\n(symmetry-broken start)")
     for kind, m in (("isotropic", "o"), ("graded", "x")):
         r = [x for x in rows if x["teacher"] == kind]
         ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
@@ -127,11 +166,24 @@ def large_k_thresholds(outdir, *, fast=False):
                 row["trajectories"] = trajectory_check(K, kind, th.value)
             rows.append(row)
             print(row, flush=True)
+    div = []
+    for K in ([2] if fast else [2, 3, 4, 6]):
+        t0 = time.perf_counter()
+        ec = float(closed_form_eta_c(K))
+        try:
+            lo, hi = divergence_threshold(K, "isotropic", lo=0.5 * ec, hi=2 * ec, iters=6 if fast else 10)
+            d = {"K": K, "teacher": "isotropic", "eta_div_lo": lo, "eta_div_hi": hi,
+                 "over_eta_c": 0.5 * (lo + hi) / ec}
+        except ValueError as err:  # no blow-up in (eta_c / 2, 2 eta_c): say so
+            d = {"K": K, "teacher": "isotropic", "error": str(err)}
+        d["seconds"] = time.perf_counter() - t0
+        div.append(d)
+        print(d, flush=True)
     fig, ax = plt.subplots(figsize=(5.0, 3.6), constrained_layout=True)
-    plot_eta_c(rows, ax=ax)
+    plot_eta_c(rows, ax=ax, divergence=div)
     fig.savefig(outdir / "large-k-thresholds.png", dpi=130)
     plt.close(fig)
     same = max(abs(a["eta_c"] - b["eta_c"]) for a, b in zip(rows[::2], rows[1::2]))
-    return {"rows": rows, "max_isotropic_minus_graded": same,
+    return {"rows": rows, "divergence": div, "max_isotropic_minus_graded": same,
             "all_trajectory_checks_confirm": all(r["trajectories"]["confirms"] for r in rows
                                                  if "trajectories" in r)}
