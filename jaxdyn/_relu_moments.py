@@ -418,6 +418,26 @@ def _term_plan(idx_bytes: bytes, shape: tuple):
     return out, sets, np.asarray(set_of).ravel(), perm
 
 
+_BLOCK = 512
+
+
+def _orthant_blocked(r):
+    """`_orthant4` over the last axis in blocks of `_BLOCK` sets (`lax.map`): the (sets, 4, nodes)
+    intermediates of one block stay in cache (measured on the 2-core CPU: one unblocked call over
+    2000+ sets ran ~8x slower per set than over 1300)."""
+    n = next(iter(r.values())).shape[-1]
+    if n <= _BLOCK:
+        return _orthant4(r, _NODES)
+    nb = -(-n // _BLOCK)
+    pad = nb * _BLOCK - n
+    keys = list(r)
+    # pad with independent variables (a regular point), blocks on a new leading axis
+    blk = [jnp.moveaxis(jnp.pad(r[k], [(0, 0)] * (r[k].ndim - 1) + [(0, pad)]).reshape(
+        r[k].shape[:-1] + (nb, _BLOCK)), -2, 0) for k in keys]
+    out = jax.lax.map(lambda xs: _orthant4(dict(zip(keys, xs)), _NODES), blk)
+    return jnp.moveaxis(out, 0, -2).reshape(out.shape[1:-1] + (nb * _BLOCK,))[..., :n]
+
+
 def relu_i4_terms(C, idx, *, tol: float = _COLLINEAR_TOL, tol_mult: float = _COLLINEAR_TOL_MULT):
     """`E[theta(z_i) theta(z_k) relu(z_a) relu(z_b)]` for every row `(i, k, a, b)` of the static
     index array `idx` (n_terms, 4), `z ~ N(0, C)` with `C` of shape (..., L, L).
@@ -449,7 +469,7 @@ def relu_i4_terms(C, idx, *, tol: float = _COLLINEAR_TOL, tol_mult: float = _COL
             sub = C[..., units[:, :, None], units[:, None, :]]
             vals.append(relu_moment_small(0.5 * (sub + jnp.swapaxes(sub, -1, -2)), p, q))
             continue
-        P4 = _orthant4(corr(sets), _NODES)[..., set_of] if n == 4 else None
+        P4 = _orthant_blocked(corr(sets))[..., set_of] if n == 4 else None
         m = _moment_one(corr(units), p, q, n, tol, tol_mult, P4)
         ok = functools.reduce(jnp.logical_and, [pos[..., units[:, x]] for x in range(n)])
         vals.append(jnp.where(ok, sd[..., units[:, p]] * sd[..., units[:, q]] * m, 0.0))
