@@ -127,18 +127,26 @@ def plot_eta_c(rows, *, ax, divergence=()):
     the divergence thresholds (dicts with K, eta_div_lo, eta_div_hi) where given."""
     dv = [d for d in divergence if "eta_div_lo" in d]
     if dv:
-        ax.plot([d["K"] for d in dv], [0.5 * (d["eta_div_lo"] + d["eta_div_hi"]) for d in dv], "v",
-                color="C3", label="blow-up before alpha = 1000, T = I\n(symmetry-broken start)")
+        mid = np.array([0.5 * (d["eta_div_lo"] + d["eta_div_hi"]) for d in dv])
+        half = np.array([0.5 * (d["eta_div_hi"] - d["eta_div_lo"]) for d in dv])
+        # shifted right of the eta_c markers (the two nearly coincide)
+        ax.errorbar([d["K"] + 0.12 for d in dv], mid, yerr=half, fmt="v", color="C3", capsize=2,
+                    label="blow-up before alpha = 1000, T = I\n(symmetry-broken start; bracket)")
     for kind, m in (("isotropic", "o"), ("graded", "x")):
         r = [x for x in rows if x["teacher"] == kind]
         ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
-                mfc="none", label=f"T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
+                mfc="none", label=f"$\\eta_c$, T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
     Ks = sorted({x["K"] for x in rows})
     k = np.linspace(1, max(Ks), 200)
     ax.plot(k, closed_form_eta_c(k), "k-", lw=0.8, label="closed form (conjecture)")
     ax.plot(k, 4 / k, "k:", lw=0.8, label="4 / K")
-    ax.set(xlabel="K = M", ylabel=r"$\eta_c$ (perfect learning loses stability)", yscale="log",
-           title="ReLU, full $\\eta^2$ ODE (new result)")
+    ax.set(xlabel="K = M", ylabel=r"learning rate $\eta$", yscale="log",
+           title="ReLU, full $\\eta^2$ ODE: where perfect learning\nloses stability (new result)")
+    import matplotlib.ticker as mticker
+
+    ax.yaxis.set_major_locator(mticker.FixedLocator([0.3, 0.4, 0.5, 0.7, 1, 1.5, 2, 3, 4]))
+    ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xticks(Ks)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
