@@ -88,14 +88,40 @@ def field_setup(K, g=None):
     return sc, jd.OrderParams(Q=jnp.asarray(B[:K] @ B[:K].T), R=jnp.asarray(B[:K] @ B[K:].T))
 
 
-def bench_field(K):
+def _grouped_per_quadruple(relu_theta_moment):
+    """The vector field's ReLU I4 before the set-sharing rewrite: one `relu_theta_moment` call per
+    coincidence pattern of the quadruples (every quadruple evaluated separately), kept here as a
+    same-run baseline."""
+    from jaxdyn._closed_forms import relu_moment_small
+    from jaxdyn._model import gather
+    from jaxdyn._ode import _relu_groups
+
+    def terms(C, idx4):
+        idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
+        out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
+        for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
+            cov = gather(C, units)
+            v = (relu_moment_small(cov, int(p), int(q)) if units.shape[1] <= 2
+                 else relu_theta_moment(cov, int(p), int(q)))
+            out = out.at[..., pos].set(v)
+        return out
+
+    return terms
+
+
+def bench_field(K, baselines=True):
+    """One jitted `vector_field` at K = M: erf, ReLU, and (baselines) the ReLU field with the
+    previous per-quadruple I4 evaluation and with the v1 I4 (swapped in for the new one)."""
     out = {}
     v1 = _load("_relu_i4_v1")
-    for name in ("erf", "relu", "relu_v1"):
+    names = ("erf", "relu", "relu_prev", "relu_v1") if baselines else ("erf", "relu")
+    for name in names:
         sc, op = field_setup(K, jd.Erf() if name == "erf" else None)
-        saved = relu_moments_module.relu_theta_moment
-        if name == "relu_v1":  # the vector field imports relu_theta_moment at trace time
-            relu_moments_module.relu_theta_moment = v1.relu_theta_moment
+        saved = relu_moments_module.relu_i4_terms
+        if name == "relu_prev":  # the vector field imports relu_i4_terms at trace time
+            relu_moments_module.relu_i4_terms = _grouped_per_quadruple(relu_moments_module.relu_theta_moment)
+        if name == "relu_v1":
+            relu_moments_module.relu_i4_terms = _grouped_per_quadruple(v1.relu_theta_moment)
         try:
             f = jax.jit(lambda op, e: jd.vector_field(sc, op, e))
             t0 = time.perf_counter()
@@ -103,9 +129,9 @@ def bench_field(K):
             out[name + "_compile_s"] = time.perf_counter() - t0
             out[name + "_ms"] = 1e3 * med(lambda: f(op, 0.3))
         finally:
-            relu_moments_module.relu_theta_moment = saved
-    out["relu_over_erf"] = out["relu_ms"] / out["erf_ms"]
-    out["relu_v1_over_erf"] = out["relu_v1_ms"] / out["erf_ms"]
+            relu_moments_module.relu_i4_terms = saved
+    for name in names[1:]:
+        out[name + "_over_erf"] = out[name + "_ms"] / out["erf_ms"]
     return out
 
 
@@ -150,6 +176,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-trajectory", action="store_true")
     ap.add_argument("--no-continuation", action="store_true")
+    ap.add_argument("--only", choices=("i4", "field", "threshold", "trajectory"), default=None)
     ap.add_argument("--eta-c-10", type=float, default=None,
                     help="eta_c of K = M = 10, T = I (default: computed by the pencil method)")
     args = ap.parse_args()
@@ -159,41 +186,51 @@ def main():
     except Exception:
         cpu = "unknown"
     print(f"Machine: {cpu}, {os.cpu_count()} cores (shared); jax {jax.__version__}\n", flush=True)
-    r = bench_i4(2000 if args.quick else 10_000)
-    print("| exact ReLU I4 | moments / s | |\n|---|---|---|")
-    print(f"| new (`relu_i4`) | {r['new_per_s']:.3g} | {r['speedup']:.1f}x the baseline |")
-    print(f"| baseline (v1, same run) | {r['v1_per_s']:.3g} | |")
-    print(f"| max error vs NumPy reference (300 covariances) | {r['max_err_vs_numpy_reference']:.1e} | "
-          f"max diff vs v1 {r['max_diff_vs_v1']:.1e} |\n", flush=True)
-    K = 4 if args.quick else 10
-    f = bench_field(K)
-    print(f"| K = M = {K} vector field | ms | / erf |\n|---|---|---|")
-    for name in ("erf", "relu", "relu_v1"):
-        print(f"| {name} | {f[name + '_ms']:.3g} | {f[name + '_ms'] / f['erf_ms']:.1f} |")
-    comp = ", ".join(f"{n} {f[n + '_compile_s']:.0f} s" for n in ("erf", "relu", "relu_v1"))
-    print(f"(compile: {comp})\n", flush=True)
-    th = bench_threshold([2, 3] if args.quick else [2, 3, 4], not args.no_continuation)
-    print("| perfect-learning threshold, T = diag(1..K) | eta_c | first call s | after compilation s |")
-    print("|---|---|---|---|")
-    for K, v in th.items():
-        print(f"| K = M = {K} | {v['eta_c']:.13f} | {v['first_call_s']:.1f} | {v['after_compile_s']:.2f} |")
-        if "continuation_s" in v:
-            print(f"| K = M = {K}, continuation (baseline) | {v['continuation_eta_c']:.13f} | "
-                  f"{v['continuation_s']:.1f} (incl. compile) | |")
-    print(flush=True)
-    if not args.no_trajectory:
-        Kt = 4 if args.quick else 10
-        eta_c = args.eta_c_10
-        if eta_c is None or args.quick:
-            from jaxdyn.figures.large_k import perfect_learning_eta_c
+    do = lambda name: args.only in (None, name)
+    if do('i4'):
+        r = bench_i4(2000 if args.quick else 10_000)
+        print("| exact ReLU I4 | moments / s | |\n|---|---|---|")
+        print(f"| new (`relu_i4`) | {r['new_per_s']:.3g} | {r['speedup']:.1f}x the baseline |")
+        print(f"| baseline (v1, same run) | {r['v1_per_s']:.3g} | |")
+        print(f"| max error vs NumPy reference (300 covariances) | {r['max_err_vs_numpy_reference']:.1e} | "
+              f"max diff vs v1 {r['max_diff_vs_v1']:.1e} |\n", flush=True)
+    if do('field'):
+        K = 4 if args.quick else 10
+        f = bench_field(K)
+        print(f"| K = M = {K} vector field | ms | / erf |\n|---|---|---|")
+        for name in ("erf", "relu", "relu_prev", "relu_v1"):
+            print(f"| {name} | {f[name + '_ms']:.3g} | {f[name + '_ms'] / f['erf_ms']:.1f} |")
+        comp = ", ".join(f"{n} {f[n + '_compile_s']:.0f} s" for n in ("erf", "relu", "relu_prev", "relu_v1"))
+        print(f"(compile: {comp})\n", flush=True)
+        print("| K = M | erf ms | ReLU ms | ReLU / erf | ReLU compile s |\n|---|---|---|---|---|")
+        for Kf in ([2, 3, 4] if args.quick else [2, 3, 4, 5, 6, 7, 8, 9, 10]):
+            f = bench_field(Kf, baselines=False)
+            print(f"| {Kf} | {f['erf_ms']:.3g} | {f['relu_ms']:.3g} | {f['relu_over_erf']:.1f} | "
+                  f"{f['relu_compile_s']:.1f} |", flush=True)
+        print()
+    if do('threshold'):
+        th = bench_threshold([2, 3] if args.quick else [2, 3, 4], not args.no_continuation)
+        print("| perfect-learning threshold, T = diag(1..K) | eta_c | first call s | after compilation s |")
+        print("|---|---|---|---|")
+        for K, v in th.items():
+            print(f"| K = M = {K} | {v['eta_c']:.13f} | {v['first_call_s']:.1f} | {v['after_compile_s']:.2f} |")
+            if "continuation_s" in v:
+                print(f"| K = M = {K}, continuation (baseline) | {v['continuation_eta_c']:.13f} | "
+                      f"{v['continuation_s']:.1f} (incl. compile) | |")
+        print(flush=True)
+    if do('trajectory'):
+        if not args.no_trajectory:
+            Kt = 4 if args.quick else 10
+            eta_c = args.eta_c_10
+            if eta_c is None or args.quick:
+                from jaxdyn.figures.large_k import perfect_learning_eta_c
 
-            eta_c = perfect_learning_eta_c(Kt, "isotropic").value
-        t = bench_trajectory(Kt, 0.5 * eta_c)
-        print(f"K = M = {Kt} ReLU trajectory (T = I, R0 = 1e-3 I, Q0 = diag(0.2..0.3), eta = eta_c/2 = "
-              f"{t['eta']:.6f}) to alpha = 1e4: {t['after_compile_s']:.1f} s after compilation "
-              f"(first call {t['first_call_s']:.1f} s), {t['num_steps']} steps, eps_g = {t['eps_g_end']:.3e}, "
-              f"status {t['status']}")
-
+                eta_c = perfect_learning_eta_c(Kt, "isotropic").value
+            t = bench_trajectory(Kt, 0.5 * eta_c)
+            print(f"K = M = {Kt} ReLU trajectory (T = I, R0 = 1e-3 I, Q0 = diag(0.2..0.3), eta = eta_c/2 = "
+                  f"{t['eta']:.6f}) to alpha = 1e4: {t['after_compile_s']:.1f} s after compilation "
+                  f"(first call {t['first_call_s']:.1f} s), {t['num_steps']} steps, eps_g = {t['eps_g_end']:.3e}, "
+                  f"status {t['status']}")
 
 if __name__ == "__main__":
     main()

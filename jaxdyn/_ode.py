@@ -41,7 +41,7 @@ from ._averages import (
 from ._checks import check_order
 from ._model import OrderParams, Scenario, check_order_params, covariance, gather as gather, readout
 from ._readout import readout_terms
-from ._relu_moments import relu_theta_moment
+from ._relu_moments import relu_i4_terms, relu_theta_moment
 from ._schedules import is_schedule
 
 
@@ -94,6 +94,8 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
     """I4 over all index quadruples, grouped by activations (student/teacher at slots 3, 4)."""
     g, gs = scenario.g, scenario.g_teacher
     n = idx4.shape[0]
+    if type(g) is ReLU and type(gs) is ReLU:  # one call: 4-unit sets shared across the groups
+        return _relu_i4_grouped(C, idx4, i4=i4, order=order)
     vals = jnp.zeros(C.shape[:-2] + (n,), C.dtype)
     for ta in (False, True):
         for tb in (False, True):
@@ -111,8 +113,9 @@ def _i4_values(scenario: Scenario, C, idx4, a_is_teacher, b_is_teacher, *, i4: s
 
 
 def _relu_i4_grouped(C, idx4, *, i4: str, order: int):
-
     idx4 = np.ascontiguousarray(idx4, dtype=np.int64)
+    if i4 != "hermite":  # each set of distinct units once (shared orthant probabilities)
+        return relu_i4_terms(C, idx4)
     out = jnp.zeros(C.shape[:-2] + (idx4.shape[0],), C.dtype)
     for pos, units, p, q in _relu_groups(idx4.tobytes(), idx4.shape):
         cov = gather(C, units)

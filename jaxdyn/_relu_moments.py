@@ -2,6 +2,8 @@
 
 - `relu_theta_moment(cov, p, q)` = `E[z_p z_q prod_{k<n} theta(z_k)]`, `z ~ N(0, cov)`, `n <= 4`.
 - `relu_i4(cov)` = `E[theta(z1) theta(z2) relu(z3) relu(z4)]` = `relu_theta_moment(cov, 2, 3)`.
+- `relu_i4_terms(C, idx)`: the vector field's `eta^2` averages `E[theta_i theta_k relu_a relu_b]`
+  for static index quadruples into one covariance `C`, each set of distinct units once.
 
 Method (docs/conventions.md, Gaussian averages), for the correlation matrix `R` (ReLU homogeneity: the result scales with
 `sd_p sd_q`). The second-order Stein identity `E[x_p x_q F] = R_pq E[F] + sum_{j,l} R_pj R_ql
@@ -23,7 +25,11 @@ coefficients computed once per moment), the substitution `t r_ij = sin(u asin r_
 Layout: every step is elementwise over the batch (the correlations as separate arrays, broadcasts
 over the small unit/pair/node axes, static slices instead of gathers), and the inner loop uses
 polynomial `atan2` (Cephes) and `sin(x)/x` instead of library calls, so the whole moment is a few
-fused loops (GPU-friendly). The pre-issue-16 implementation is kept as the benchmark baseline
+fused loops (GPU-friendly). The merge logic and the Stein terms are written as a structure of
+arrays (one array per correlation, Python loops over the <= 4 units), and `relu_i4_terms`
+computes the orthant probability once per set of four units (it is symmetric), reorders the
+units of each quadruple so that (p, q) is canonical (one batched call per number of distinct
+units) and reads the correlations from `C` directly (issue 16: K = M = 10 field 2-3x faster). The pre-issue-16 implementation is kept as the benchmark baseline
 `benchmarks/_relu_i4_v1.py`.
 
 Singular covariances: collinear variables (`rho_kl >= 1 - tol`, e.g. a student unit equal to a
@@ -58,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-__all__ = ["relu_theta_moment", "relu_i4"]
+__all__ = ["relu_theta_moment", "relu_i4", "relu_i4_terms"]
 
 _TWO_PI = 2.0 * np.pi
 _N_GL = 32
@@ -230,84 +236,93 @@ def _orthant4(r, nodes):
     return P
 
 
-def _sel(x, idx):
-    """x[..., idx] for a static index list, as slices (no gather in the compiled kernel)."""
-    return jnp.stack([x[..., i] for i in idx], axis=-1)
-
-
 @functools.lru_cache(maxsize=None)
 def _pairs(n: int):
-    """Static index lists: pairs (I, J) with i < j and the remaining indices O per pair."""
+    """Static pairs (i, j), i < j, and the remaining indices of each pair."""
     pairs = list(itertools.combinations(range(n), 2))
-    O = [[k for k in range(n) if k not in pr] for pr in pairs]
-    return [i for i, _ in pairs], [j for _, j in pairs], O
+    return pairs, [tuple(k for k in range(n) if k not in pr) for pr in pairs]
 
 
-def _moment_corr(R, p, q, n, tol, tol_mult, nodes):
-    """E[x_p x_q prod_k theta(x_k)] for a unit-diagonal correlation matrix R (..., n, n), n >= 2.
+def _add(terms):
+    """Sum of a list of arrays / floats (None entries are static zeros)."""
+    terms = [t for t in terms if t is not None]
+    return functools.reduce(lambda a, b: a + b, terms) if terms else 0.0
 
-    Every step is elementwise over the batch (broadcasts over the unit and pair axes, static
-    slices, no gathers or dots), so the whole moment is a few fused loops.
+
+def _moments_corr(r, pqs, n, tol, tol_mult, nodes):
+    """[E[x_p x_q prod_k theta(x_k)] for (p, q) in pqs] for unit-diagonal correlations `r` (dict
+    (i, j) -> array, i < j), n >= 2.
+
+    Structure of arrays: every quantity is one array over the batch (the unit indices are Python
+    loops, so the whole moment is one fused elementwise loop; no small minor axes, no gathers).
+    The 4-D orthant probability (the expensive part) does not depend on (p, q): it is computed
+    once for all the moments of one set of units.
     """
+    P4 = _orthant4(r, nodes) if n == 4 else None
+    return [_moment_one(r, p, q, n, tol, tol_mult, P4) for p, q in pqs]
+
+
+def _moment_one(r, p, q, n, tol, tol_mult, P4):
     # Run-time merge of collinear pairs (branch-free): each class of collinear variables keeps one
     # indicator. Its correlations are the class averages of the members' correlations (all equal
     # at an exactly collinear point), i.e. the merged formula is averaged over the choice of the
     # representative to first order: this spreads the derivative of the merged indicator evenly
     # over the members, which makes the gradient at a merged point the limit of the gradients from
     # regular matrices (where that limit is finite). Anti-collinear pairs make the product vanish.
-    I, J, O = _pairs(n)
-    pairs = list(zip(I, J))
-    dt = R.dtype
-    rp = {pr: R[..., pr[0], pr[1]] for pr in pairs}
-    tolv = {pr: (tol_mult if (pr[0] in (p, q) or pr[1] in (p, q)) else tol) for pr in pairs}
-    col = {pr: rp[pr] >= 1.0 - tolv[pr] for pr in pairs}
-    anti = functools.reduce(jnp.logical_or, [rp[pr] <= -1.0 + tolv[pr] for pr in pairs])
-    false = jnp.zeros_like(anti)
-    Wm = [[false] * n for _ in range(n)]  # Wm[k][l]: l belongs to the class represented by k
+    pairs, O = _pairs(n)
+    R = lambda i, j: 1.0 if i == j else r[(i, j) if i < j else (j, i)]
+    x0 = r[pairs[0]]
+    dt = x0.dtype
+    tolv = {pr: (tol_mult if (p in pr or q in pr) else tol) for pr in pairs}
+    col = {pr: r[pr] >= 1.0 - tolv[pr] for pr in pairs}
+    anti = functools.reduce(jnp.logical_or, [r[pr] <= -1.0 + tolv[pr] for pr in pairs])
+    # Wm[k][l]: l belongs to the class represented by k (None: statically false, k > l)
+    Wm = [[None] * n for _ in range(n)]
     for l in range(n):
-        found = false
+        found = None
         for k in range(l):
-            Wm[k][l] = col[(k, l)] & ~found
-            found = found | col[(k, l)]
-        Wm[l][l] = ~found
-    W = jnp.stack([jnp.stack(row, axis=-1) for row in Wm], axis=-2).astype(dt)  # (..., n, n)
-    act = jnp.stack([Wm[k][k] for k in range(n)], axis=-1)
-    cnt = jnp.maximum(jnp.sum(W, axis=-1), 1.0)
-    cw = jnp.sum(W[..., :, :, None] * R[..., None, :, :], axis=-2) / cnt[..., :, None]
-    RI = jnp.sum(cw[..., :, None, :] * W[..., None, :, :], axis=-1) / cnt[..., None, :]
-    g = lambda a, b: jnp.stack([RI[..., x, y] for x, y in zip(a, b)], axis=-1)  # (..., P)
-    r = g(I, J)
-    aI, aJ = _sel(act, I), _sel(act, J)
-    both = aI & aJ
+            Wm[k][l] = col[(k, l)] if found is None else col[(k, l)] & ~found
+            found = col[(k, l)] if found is None else found | col[(k, l)]
+        Wm[l][l] = jnp.ones_like(anti) if found is None else ~found
+    Wf = [[None if x is None else x.astype(dt) for x in row] for row in Wm]
+    act = [Wm[k][k] for k in range(n)]
+    cnt = [jnp.maximum(_add(Wf[k]), 1.0) for k in range(n)]
+    cw = [[_add([None if Wf[k][l] is None else Wf[k][l] * R(l, m) for l in range(n)]) / cnt[k]
+           for m in range(n)] for k in range(n)]
+
+    def RI(k, m):
+        return _add([None if Wf[m][l] is None else cw[k][l] * Wf[m][l] for l in range(n)]) / cnt[m]
+
+    ri = {pr: RI(*pr) for pr in pairs}
+    both = {pr: act[pr[0]] & act[pr[1]] for pr in pairs}
     # orthant probability of the active indicators: closed form for <= 3 of them ...
-    c = jnp.sum(act.astype(dt), axis=-1)
-    if n == 2:
-        w_pair = 1.0
-    else:
-        others = sum(_sel(act, [o[k] for o in O]).astype(dt) for k in range(n - 2))
-        w_pair = jnp.where(others > 0, 0.5, 1.0)
-    P = 2.0**-c + jnp.sum(jnp.where(both, _asin(r) / _TWO_PI * w_pair, 0.0), axis=-1)
+    c = _add([a.astype(dt) for a in act])
+    P = 2.0**-c
+    for pr, o in zip(pairs, O):
+        w_pair = 1.0 if n == 2 else jnp.where(functools.reduce(jnp.logical_or, [act[k] for k in o]), 0.5, 1.0)
+        P = P + jnp.where(both[pr], _asin(ri[pr]) / _TWO_PI * w_pair, 0.0)
     if n == 4:
         # ... and by quadrature for four (then no merge happened and RI = R)
-        P = jnp.where(c > 3.5, _orthant4(rp, nodes), P)
-    val = R[..., p, q] * P
-    # Stein terms, one per active pair
-    Xp, Xq = cw[..., :, p], cw[..., :, q]  # Cov(x_p, class j), Cov(x_q, class j)
-    XpI, XpJ, XqI, XqJ = _sel(Xp, I), _sel(Xp, J), _sel(Xq, I), _sel(Xq, J)
-    N = XpI * XqJ + XpJ * XqI - r * (XpI * XqI + XpJ * XqJ)
-    d = 1.0 - r * r
-    ok = both & (d > 1e-300)
-    if n == 2:
-        cp = 1.0
-    elif n == 3:
-        cp = jnp.where(_sel(act, [o[0] for o in O]), 0.5, 1.0)
-    else:
-        K, M = [o[0] for o in O], [o[1] for o in O]
-        rho = _pcorr(r, g(K, M), g(K, I), g(K, J), g(M, I), g(M, J), limit=True)
-        aK, aM = _sel(act, K), _sel(act, M)
-        cp = jnp.where(aK & aM, 0.25 + _asin(rho) / _TWO_PI, jnp.where(aK | aM, 0.5, 1.0))
-    T = _ratio(N, _TWO_PI * _sqrt_pos(d), ok) * cp
-    return jnp.where(anti, 0.0, val + jnp.sum(T, axis=-1))
+        P = jnp.where(c > 3.5, P4, P)
+    val = R(p, q) * P
+    # Stein terms, one per active pair; cw[j][p] = Cov(x_p, class j)
+    for pr, o in zip(pairs, O):
+        i, j = pr
+        rr = ri[pr]
+        N = cw[i][p] * cw[j][q] + cw[j][p] * cw[i][q] - rr * (cw[i][p] * cw[i][q] + cw[j][p] * cw[j][q])
+        d = 1.0 - rr * rr
+        ok = both[pr] & (d > 1e-300)
+        if n == 2:
+            cp = 1.0
+        elif n == 3:
+            cp = jnp.where(act[o[0]], 0.5, 1.0)
+        else:
+            k, m = o
+            rho = _pcorr(rr, RI(k, m), RI(k, i), RI(k, j), RI(m, i), RI(m, j), limit=True)
+            ak, am = act[k], act[m]
+            cp = jnp.where(ak & am, 0.25 + _asin(rho) / _TWO_PI, jnp.where(ak | am, 0.5, 1.0))
+        val = val + _ratio(N, _TWO_PI * _sqrt_pos(d), ok) * cp
+    return jnp.where(anti, 0.0, val)
 
 
 def relu_theta_moment(
@@ -340,12 +355,11 @@ def relu_theta_moment(
     pos = jnp.all(var > 0, axis=-1)
     sd = _sqrt_pos(jnp.where(pos[..., None], var, 1.0))
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
-    R = cov / (sd[..., :, None] * sd[..., None, :])
-    R = jnp.where(np.eye(n, dtype=bool), 1.0, R)
     if n == 1:
         m = jnp.full(pos.shape, 0.5, cov.dtype)
     else:
-        m = _moment_corr(R, p, q, n, float(tol), float(tol_mult), _NODES)
+        r = {(i, j): cov[..., i, j] / (sd[..., i] * sd[..., j]) for i, j in _pairs(n)[0]}
+        (m,) = _moments_corr(r, [(p, q)], n, float(tol), float(tol_mult), _NODES)
     val = sd[..., p] * sd[..., q] * m
     return jnp.where(pos, val, 0.0)
 
@@ -363,3 +377,100 @@ def relu_i4(cov, *, tol: float = _COLLINEAR_TOL, tol_mult: float = _COLLINEAR_TO
     if cov.ndim < 2 or cov.shape[-2:] != (4, 4):
         raise ValueError(f"cov must have shape (..., 4, 4), got {cov.shape}")
     return relu_theta_moment(cov, 2, 3, tol=tol, tol_mult=tol_mult)
+
+
+@functools.lru_cache(maxsize=None)
+def _term_plan(idx_bytes: bytes, shape: tuple):
+    """Static plan for `relu_i4_terms`.
+
+    Every quadruple (i, k, a, b) is a moment `E[z_p z_q theta over its distinct units]`; its
+    distinct units are ordered so that (p, q) takes one canonical value per number of units
+    (`(0, 0)` for 1; `(0, 1)` or `(1, 1)` for 2; `(1, 2)` or `(2, 2)` for 3; `(2, 3)` for 4), so
+    each class is one batched call. For four distinct units the orthant probability is computed
+    once per *set* (sorted units; it is invariant under permutations) and gathered. Returns
+    (classes, sets, set_of, perm): classes = [(n, p, q, units (n_terms, n))], sets = the sorted
+    4-sets, set_of = the set of every 4-unit term, perm = term order from the concatenated classes.
+    """
+    idx = np.frombuffer(idx_bytes, dtype=np.int64).reshape(shape)
+    classes: dict[tuple, list] = {}
+    for t, (i, k, a, b) in enumerate(idx.tolist()):
+        distinct = list(dict.fromkeys((i, k, a, b)))
+        rest = [x for x in distinct if x not in (a, b)]
+        n = len(distinct)
+        if a != b:
+            units, key = rest + [a, b], (n, n - 2, n - 1)
+        else:
+            units, key = rest + [a], (n, n - 1, n - 1)
+        classes.setdefault(key, []).append((t, units))
+    keys = sorted(classes)
+    out, order = [], []
+    for key in keys:
+        out.append(key + (np.array([u for _, u in classes[key]], dtype=np.int64),))
+        order += [t for t, _ in classes[key]]
+    perm = np.empty(len(idx), dtype=np.int64)
+    perm[np.array(order, dtype=np.int64)] = np.arange(len(order))
+    four = [u for n, _, _, u in out if n == 4]
+    if four:
+        srt = np.sort(four[0], axis=1)
+        sets, set_of = np.unique(srt, axis=0, return_inverse=True)
+    else:
+        sets, set_of = np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    return out, sets, np.asarray(set_of).ravel(), perm
+
+
+_BLOCK = 512
+
+
+def _orthant_blocked(r):
+    """`_orthant4` over the last axis in blocks of `_BLOCK` sets (`lax.map`): the (sets, 4, nodes)
+    intermediates of one block stay in cache (measured on the 2-core CPU: one unblocked call over
+    2000+ sets ran ~8x slower per set than over 1300)."""
+    n = next(iter(r.values())).shape[-1]
+    if n <= _BLOCK:
+        return _orthant4(r, _NODES)
+    nb = -(-n // _BLOCK)
+    pad = nb * _BLOCK - n
+    keys = list(r)
+    # pad with independent variables (a regular point), blocks on a new leading axis
+    blk = [jnp.moveaxis(jnp.pad(r[k], [(0, 0)] * (r[k].ndim - 1) + [(0, pad)]).reshape(
+        r[k].shape[:-1] + (nb, _BLOCK)), -2, 0) for k in keys]
+    out = jax.lax.map(lambda xs: _orthant4(dict(zip(keys, xs)), _NODES), blk)
+    return jnp.moveaxis(out, 0, -2).reshape(out.shape[1:-1] + (nb * _BLOCK,))[..., :n]
+
+
+def relu_i4_terms(C, idx, *, tol: float = _COLLINEAR_TOL, tol_mult: float = _COLLINEAR_TOL_MULT):
+    """`E[theta(z_i) theta(z_k) relu(z_a) relu(z_b)]` for every row `(i, k, a, b)` of the static
+    index array `idx` (n_terms, 4), `z ~ N(0, C)` with `C` of shape (..., L, L).
+
+    The vector field's `eta^2` averages. Coinciding units are reduced exactly (moments of the
+    distinct units only, in a few batched classes); the 4-D orthant probability is computed once
+    per set of four distinct units and shared by the quadruples of that set; the correlations are
+    read straight from `C` (one array per pair: structure of arrays). Values and derivatives equal
+    those of `relu_theta_moment` on the gathered sub-covariances.
+    """
+    from ._closed_forms import relu_moment_small
+
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    classes, sets, set_of, perm = _term_plan(idx.tobytes(), idx.shape)
+    tol, tol_mult = float(tol), float(tol_mult)
+    var = jnp.diagonal(C, axis1=-2, axis2=-1)
+    pos = var > 0
+    sd = _sqrt_pos(jnp.where(pos, var, 1.0))
+
+    def corr(units):
+        # symmetrised like relu_theta_moment, so derivatives in C_ab and C_ba are equal
+        n = units.shape[1]
+        return {(x, y): 0.5 * (C[..., units[:, x], units[:, y]] + C[..., units[:, y], units[:, x]])
+                / (sd[..., units[:, x]] * sd[..., units[:, y]]) for x, y in _pairs(n)[0]}
+
+    vals = []
+    for n, p, q, units in classes:
+        if n <= 2:
+            sub = C[..., units[:, :, None], units[:, None, :]]
+            vals.append(relu_moment_small(0.5 * (sub + jnp.swapaxes(sub, -1, -2)), p, q))
+            continue
+        P4 = _orthant_blocked(corr(sets))[..., set_of] if n == 4 else None
+        m = _moment_one(corr(units), p, q, n, tol, tol_mult, P4)
+        ok = functools.reduce(jnp.logical_and, [pos[..., units[:, x]] for x in range(n)])
+        vals.append(jnp.where(ok, sd[..., units[:, p]] * sd[..., units[:, q]] * m, 0.0))
+    return jnp.concatenate(vals, axis=-1)[..., perm]

@@ -80,6 +80,40 @@ def trajectory_check(K: int, kind: str, eta_c: float, *, rel=0.02, alpha_max=Non
     return out
 
 
+def symmetry_broken_start(K: int):
+    """Paper 000's initial condition generalised to K units: `R = 1e-3 I`, `Q = diag(0.2..0.3)`
+    (K = 2: `Q = diag(0.2, 0.3)`, Straat & Biehl, ESANN 2019)."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    return jd.OrderParams(Q=jnp.diag(jnp.linspace(0.2, 0.3, K)), R=1e-3 * jnp.eye(K))
+
+
+def divergence_threshold(K: int, kind: str, *, lo: float, hi: float, alpha_max=1000.0, iters=10):
+    """Bisection on eta for blow-up (`Trajectory.diverged`: some `Q_ii` beyond 1e4 max(1, |T|))
+    before `alpha_max` from the symmetry-broken start; returns (eta_lo, eta_hi): the trajectory
+    at eta_lo stays finite, the one at eta_hi diverges. Raises if the bracket is not one."""
+    import jax.numpy as jnp
+
+    import jaxdyn as jd
+
+    sc = jd.Scenario(K=K, M=K, T=teacher(K, kind))
+    op0 = symmetry_broken_start(K)
+
+    def diverges(e):
+        tr = jd.integrate(sc, op0, eta=jnp.asarray(e), alphas=jnp.array([alpha_max]),
+                          max_steps=200_000, throw=False)
+        return bool(tr.diverged) or not bool(np.all(np.isfinite(np.asarray(tr.Q[-1]))))
+
+    if diverges(lo) or not diverges(hi):
+        raise ValueError(f"(lo, hi) = ({lo}, {hi}) does not bracket the divergence at K = {K}")
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if diverges(mid) else (mid, hi)
+    return lo, hi
+
+
 def closed_form_eta_c(K):
     """Conjectured closed form (found from the computed values, checked for K = 1..10): the smaller
     root of `(K^2 + K + 2) eta^2 - 4 (K + 1)(K + 2) eta + 16 (K + 1) = 0` (~ 4 / K at large K)."""
@@ -88,18 +122,31 @@ def closed_form_eta_c(K):
     return (b - np.sqrt(b * b - 4 * a * c)) / (2 * a)
 
 
-def plot_eta_c(rows, *, ax):
-    """eta_c against K from the rows of `large_k_thresholds` (dicts with K, teacher, eta_c)."""
+def plot_eta_c(rows, *, ax, divergence=()):
+    """eta_c against K from the rows of `large_k_thresholds` (dicts with K, teacher, eta_c), and
+    the divergence thresholds (dicts with K, eta_div_lo, eta_div_hi) where given."""
+    dv = [d for d in divergence if "eta_div_lo" in d]
+    if dv:
+        mid = np.array([0.5 * (d["eta_div_lo"] + d["eta_div_hi"]) for d in dv])
+        half = np.array([0.5 * (d["eta_div_hi"] - d["eta_div_lo"]) for d in dv])
+        # shifted right of the eta_c markers (the two nearly coincide)
+        ax.errorbar([d["K"] + 0.12 for d in dv], mid, yerr=half, fmt="v", color="C3", capsize=2,
+                    label="blow-up before alpha = 1000, T = I\n(symmetry-broken start; bracket)")
     for kind, m in (("isotropic", "o"), ("graded", "x")):
         r = [x for x in rows if x["teacher"] == kind]
         ax.plot([x["K"] for x in r], [x["eta_c"] for x in r], m, ms=7 if m == "o" else 9,
-                mfc="none", label=f"T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
+                mfc="none", label=f"$\\eta_c$, T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
     Ks = sorted({x["K"] for x in rows})
     k = np.linspace(1, max(Ks), 200)
     ax.plot(k, closed_form_eta_c(k), "k-", lw=0.8, label="closed form (conjecture)")
     ax.plot(k, 4 / k, "k:", lw=0.8, label="4 / K")
-    ax.set(xlabel="K = M", ylabel=r"$\eta_c$ (perfect learning loses stability)", yscale="log",
-           title="ReLU, full $\\eta^2$ ODE (new result)")
+    ax.set(xlabel="K = M", ylabel=r"learning rate $\eta$", yscale="log",
+           title="ReLU, full $\\eta^2$ ODE: where perfect learning\nloses stability (new result)")
+    import matplotlib.ticker as mticker
+
+    ax.yaxis.set_major_locator(mticker.FixedLocator([0.3, 0.4, 0.5, 0.7, 1, 1.5, 2, 3, 4]))
+    ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xticks(Ks)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -127,11 +174,24 @@ def large_k_thresholds(outdir, *, fast=False):
                 row["trajectories"] = trajectory_check(K, kind, th.value)
             rows.append(row)
             print(row, flush=True)
+    div = []
+    for K in ([2] if fast else [2, 3, 4, 6]):
+        t0 = time.perf_counter()
+        ec = float(closed_form_eta_c(K))
+        try:
+            lo, hi = divergence_threshold(K, "isotropic", lo=0.5 * ec, hi=2 * ec, iters=6 if fast else 10)
+            d = {"K": K, "teacher": "isotropic", "eta_div_lo": lo, "eta_div_hi": hi,
+                 "over_eta_c": 0.5 * (lo + hi) / ec}
+        except ValueError as err:  # no blow-up in (eta_c / 2, 2 eta_c): say so
+            d = {"K": K, "teacher": "isotropic", "error": str(err)}
+        d["seconds"] = time.perf_counter() - t0
+        div.append(d)
+        print(d, flush=True)
     fig, ax = plt.subplots(figsize=(5.0, 3.6), constrained_layout=True)
-    plot_eta_c(rows, ax=ax)
+    plot_eta_c(rows, ax=ax, divergence=div)
     fig.savefig(outdir / "large-k-thresholds.png", dpi=130)
     plt.close(fig)
     same = max(abs(a["eta_c"] - b["eta_c"]) for a, b in zip(rows[::2], rows[1::2]))
-    return {"rows": rows, "max_isotropic_minus_graded": same,
+    return {"rows": rows, "divergence": div, "max_isotropic_minus_graded": same,
             "all_trajectory_checks_confirm": all(r["trajectories"]["confirms"] for r in rows
                                                  if "trajectories" in r)}
