@@ -74,7 +74,7 @@ def main():
         f = jax.jit(lambda c, N=N: H.hermite_i4(c, (jd.Tanh(),) * 4, N, warn=False))
         rows.append((f"tanh series (per-covariance coefficients), order {N}", rate(f, C, B, 3), None))
     try:
-        from jaxdyn._relu_moments import relu_i4
+        from jaxdyn._averages.relu_moments import relu_i4
 
         rows.append(("ReLU exact (`relu_i4`)", rate(jax.jit(relu_i4), C, B), None))
     except ImportError:

@@ -3,7 +3,7 @@ perfect-learning threshold by the pencil method, and one K = M = 10 full-eta^2 t
 
 Baselines measured in the same run: `benchmarks/_relu_i4_v1.py` (the exact I4 before this change,
 kept verbatim; also swapped into the vector field for the "ReLU field, v1 I4" row), the erf field
-(closed forms), the NumPy/SciPy reference `_relu_i4_reference.py` for the error, and
+(closed forms), the NumPy/SciPy reference `tests/relu_i4_reference.py` for the error, and
 `stability_threshold(method="continuation")` for the threshold. Timings are medians of repeated
 calls after compilation; the machine is shared, so compare ratios within one run.
 
@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdyn as jd
-import jaxdyn._relu_moments as relu_moments_module
-from jaxdyn._relu_moments import relu_i4
+import jaxdyn._averages.relu_moments as relu_moments_module
+from jaxdyn._averages.relu_moments import relu_i4
 
 HERE = pathlib.Path(__file__).parent
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+def _load(name, folder=None):
+    spec = importlib.util.spec_from_file_location(name, (folder or HERE) / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -60,7 +60,7 @@ def random_covs(n, seed=0):
 
 
 def bench_i4(batch):
-    v1, ref = _load("_relu_i4_v1"), _load("_relu_i4_reference")
+    v1, ref = _load("_relu_i4_v1"), _load("relu_i4_reference", HERE.parent / "tests")
     C = jnp.asarray(random_covs(batch))
     new = jax.jit(lambda c: relu_i4(c))
     old = jax.jit(lambda c: v1.relu_i4(c))
@@ -92,7 +92,7 @@ def _grouped_per_quadruple(relu_theta_moment):
     """The vector field's ReLU I4 before the set-sharing rewrite: one `relu_theta_moment` call per
     coincidence pattern of the quadruples (every quadruple evaluated separately), kept here as a
     same-run baseline."""
-    from jaxdyn._closed_forms import relu_moment_small
+    from jaxdyn._averages.closed_forms import relu_moment_small
     from jaxdyn._model import gather
     from jaxdyn._ode import _relu_groups
 

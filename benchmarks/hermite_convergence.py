@@ -5,14 +5,15 @@ Run from the repository root:
     python benchmarks/hermite_convergence.py            # prints the markdown tables
     python benchmarks/hermite_convergence.py --write    # also writes docs/hermite_convergence.md
 
-References: the exact ReLU I4 (`jaxdyn._relu_moments.relu_i4` when present, else the independent
-NumPy reference `benchmarks/_relu_i4_reference.py`: Stein's lemma + Plackett's identity, checked
+References: the exact ReLU I4 (`jaxdyn._averages.relu_moments.relu_i4` when present, else the independent
+NumPy reference `tests/relu_i4_reference.py`: Stein's lemma + Plackett's identity, checked
 against a 1-D integral for equicorrelated matrices to 1e-14) and the closed-form erf I4 (docs/conventions.md
 section 2). Unit variances (the series is evaluated on correlations; ReLU rescales exactly).
 """
 
 import argparse
 import os
+import pathlib
 import platform
 import subprocess
 import sys
@@ -38,13 +39,14 @@ SR_BINS = (0.0, 0.5, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0)
 
 def relu_exact(C):
     try:
-        from jaxdyn._relu_moments import relu_i4
+        from jaxdyn._averages.relu_moments import relu_i4
 
-        return np.asarray(relu_i4(jnp.asarray(C))), "jaxdyn._relu_moments.relu_i4"
+        return np.asarray(relu_i4(jnp.asarray(C))), "jaxdyn._averages.relu_moments.relu_i4"
     except ImportError:
-        from _relu_i4_reference import relu_i4_reference
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+        from relu_i4_reference import relu_i4_reference
 
-        return relu_i4_reference(C), "benchmarks/_relu_i4_reference.py"
+        return relu_i4_reference(C), "tests/relu_i4_reference.py"
 
 
 def random_correlations(n, seed=0):

@@ -36,12 +36,13 @@ from ._averages import (
     gauss_i4,
     gauss_j2,
     hermite_in_region,
+    relu_i4_terms,
     relu_moment_small,
+    relu_theta_moment,
 )
 from ._checks import check_order
 from ._model import OrderParams, Scenario, check_order_params, covariance, gather as gather, readout
 from ._readout import readout_terms
-from ._relu_moments import relu_i4_terms, relu_theta_moment
 from ._schedules import is_schedule
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import jaxdyn as jd
-from jaxdyn.figures import stability as st
 
 
 def test_jacobian_finite_at_perfect_learning():

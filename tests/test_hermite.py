@@ -17,7 +17,7 @@ from jaxdyn._averages import hermite as H
 def relu_i4_exact(C):
     """The exact ReLU I4 (itself checked against Monte Carlo and an independent NumPy reference in
     tests/test_relu_moments.py)."""
-    from jaxdyn._relu_moments import relu_i4
+    from jaxdyn._averages.relu_moments import relu_i4
 
     return np.asarray(relu_i4(jnp.asarray(C)))
 

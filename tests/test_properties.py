@@ -4,12 +4,10 @@ Gaussian averages, perfect learning as a fixed point, continuity at singular cov
 The examples are generated, not hand-picked; each property is exact (up to rounding), so the
 tolerances are a few hundred ulps of the quantities involved."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import jaxdyn as jd

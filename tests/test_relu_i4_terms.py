@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import jaxdyn as jd
-from jaxdyn._closed_forms import relu_moment_small
+from jaxdyn._averages.closed_forms import relu_moment_small
 from jaxdyn._model import covariance
 from jaxdyn._ode import _relu_groups, i4_index
-from jaxdyn._relu_moments import relu_i4_terms, relu_theta_moment
+from jaxdyn._averages.relu_moments import relu_i4_terms, relu_theta_moment
 
 
 def _per_quadruple(C, idx):

@@ -1,10 +1,8 @@
-"""Exact moments E[z_p z_q prod_k theta(z_k)] (`jaxdyn._relu_moments`): Monte Carlo, independent
+"""Exact moments E[z_p z_q prod_k theta(z_k)] (`jaxdyn._averages.relu_moments`): Monte Carlo, independent
 quadrature references, closed forms, singular covariances (values, limits, gradients), batching."""
 
 import functools
-import importlib.util
 import itertools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +11,7 @@ import pytest
 from scipy import integrate
 from scipy.special import ndtr
 
-from jaxdyn._relu_moments import relu_i4, relu_theta_moment
+from jaxdyn._averages.relu_moments import relu_i4, relu_theta_moment
 
 
 TWO_PI = 2 * np.pi
@@ -148,11 +146,9 @@ def test_one_factor_quadrature_reference(n):
 
 
 def _numpy_reference():
-    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "_relu_i4_reference.py")
-    spec = importlib.util.spec_from_file_location("_relu_i4_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    import relu_i4_reference  # tests/relu_i4_reference.py: independent of jaxdyn
+
+    return relu_i4_reference
 
 
 def test_generic_4d_against_independent_numpy_reference(rng):

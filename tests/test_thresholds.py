@@ -9,7 +9,6 @@ import pytest
 import jaxdyn as jd
 from jaxdyn._fixed_points import flat_field
 from jaxdyn._thresholds import _illinois
-from jaxdyn.figures import stability as st
 
 
 def test_illinois_root_and_bracket():

@@ -10,7 +10,9 @@ Layers, each importing only those above it:
 - `dispatch`: the public `I2`, `I3`, `I4`, `J2` and their unchecked hot-path versions
   `gauss_i2` ... used by the vector field; one dispatch on the activations.
 
-The exact ReLU I4 (`jaxdyn._relu_moments`) is the ReLU moment engine the dispatch calls.
+- `relu_moments`: the exact ReLU moments E[z_p z_q prod theta(z_k)] and the exact ReLU I4 (orthant
+  probabilities by a Plackett path), with `relu_i4_terms` for the vector field's batched terms;
+  it sits beside `closed_forms` (both below `generic` and `dispatch`).
 """
 
 from .closed_forms import erf_i3_entries as erf_i3_entries, relu_moment_small as relu_moment_small
@@ -30,5 +32,10 @@ from .hermite import (
     hermite_coefficients as hermite_coefficients,
     hermite_in_region as hermite_in_region,
     split_rule as split_rule,
+)
+from .relu_moments import (
+    relu_i4 as relu_i4,
+    relu_i4_terms as relu_i4_terms,
+    relu_theta_moment as relu_theta_moment,
 )
 from .numerics import gauss_legendre as gauss_legendre, safe_sqrt as safe_sqrt, sqrt_pos as sqrt_pos

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
 from .._checks import check_psd, concrete
-from .._relu_moments import relu_i4
+from .relu_moments import relu_i4
 from .._typing import Average, Cov2, Cov3, Cov4
 from . import generic as generic_route
 from .closed_forms import (

@@ -28,8 +28,7 @@ import itertools as it
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _relu_moments
-from . import hermite
+from . import hermite, relu_moments
 from .closed_forms import relu_i2, relu_i3, relu_j2
 from .hermite import relu_decomposition
 from .numerics import gauss_legendre, sqrt_pos
@@ -178,7 +177,7 @@ def I4(cov, acts):
     signs, weights = _i4_sign_patterns(tuple(decs))
     D = jnp.asarray(signs, cov.dtype)  # (S, 4)
     flipped = cov[..., None, :, :] * D[:, :, None] * D[:, None, :]  # (..., S, 4, 4)
-    vals = _relu_moments.relu_i4(flipped)
+    vals = relu_moments.relu_i4(flipped)
     return jnp.sum(vals * jnp.asarray(weights, cov.dtype), axis=-1)
 
 

@@ -269,7 +269,6 @@ def full_hessian_table(outdir, *, fast=False):
         sgn = np.nonzero((mins[:-1] < 0) & (mins[1:] > 0))[0]
         if sgn.size:
             a_arr = np.asarray(anti.alpha)
-            Ds = np.asarray(anti.R - anti.S)
 
             def lam0(at):
                 return full_hessian_along(K, g, anti, [at])[0]["min_eig"]
