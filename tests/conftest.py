@@ -20,6 +20,8 @@ def pytest_collection_modifyitems(config, items):
     """Work units for pytest-xdist (`--dist loadgroup`): a whole test file per worker, so that a
     module's compiled programs are shared by its tests, except the notebooks, which are long
     and independent: one unit each."""
+    # the notebooks are the longest units: first, so that the short ones fill in at the end
+    items.sort(key=lambda it: not it.nodeid.startswith("tests/test_notebooks.py"))
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             path, _, rest = item.nodeid.partition("::")
