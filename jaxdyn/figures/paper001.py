@@ -49,6 +49,9 @@ def plot_learning_curve(tr, trd, *, axes=None):
     """Q, R and eps_g of the eta = 1 trajectory `tr`, and eps_g of the diverging `trd` (eta 1.3)."""
     a = np.asarray(tr.alpha)
     fig, axs = new_axes(axes, 3, figsize=(12, 3.4))
+    if axes is None:  # fixed margins: constrained layout costs ~0.6 s, a third of a cached run
+        fig.set_layout_engine(None)
+        fig.subplots_adjust(left=0.045, right=0.995, bottom=0.16, top=0.87, wspace=0.27)
     for i, j in [(0, 0), (0, 1), (1, 1)]:
         axs[0].plot(a, np.asarray(tr.Q[:, i, j]), label=f"$Q_{{{i + 1}{j + 1}}}$")
     for i in range(2):
