@@ -31,6 +31,9 @@ from ._solution import Trajectory
 
 _folder: pathlib.Path | None = None
 stats = {"loaded": 0, "stored": 0}  # counts of this process (for tests and diagnostics)
+# key -> (jitted call of the deserialised program, field names): a process reads and lowers each
+# entry once, later calls with the same key go straight to the compiled program
+_calls: dict = {}
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+|object at|<function|<lambda>")
 
 
@@ -82,6 +85,9 @@ def cached_solve(fn, args: tuple, static_kwargs: dict):
     key = _key((static, sorted(static_kwargs.items(), key=lambda kv: kv[0])), dyn_leaves, dyn_def)
     if key is None:
         return None
+    if key in _calls:
+        call, present = _calls[key]
+        return Trajectory(**dict(zip(present, call(*dyn_leaves))))
     names = [f.name for f in dataclasses.fields(Trajectory)]
     path = _folder / f"solve-{key}.jaxexport"
     meta = _folder / f"solve-{key}.fields"
@@ -89,8 +95,10 @@ def cached_solve(fn, args: tuple, static_kwargs: dict):
         try:
             exported = jax.export.deserialize(bytearray(path.read_bytes()))
             present = meta.read_text().split()
-            out = exported.call(*dyn_leaves)
+            call = jax.jit(exported.call)
+            out = call(*dyn_leaves)
             stats["loaded"] += 1
+            _calls[key] = (call, present)
             return Trajectory(**dict(zip(present, out)))
         except Exception:  # a corrupt or incompatible entry: trace anew (and overwrite it)
             pass
@@ -110,7 +118,9 @@ def cached_solve(fn, args: tuple, static_kwargs: dict):
         meta.write_text(" ".join(present))
         tmp.replace(path)  # atomic: a concurrent reader sees the whole entry or none
         stats["stored"] += 1
+        _calls[key] = (jax.jit(exported.call), present)
     except Exception as err:  # e.g. a host callback in the graph (not exportable): no trace cache
         logging.getLogger("jaxdyn").debug("trace cache: not stored (%s)", err)
         return None
-    return Trajectory(**dict(zip(present, exported.call(*dyn_leaves))))
+    call, present = _calls[key]
+    return Trajectory(**dict(zip(present, call(*dyn_leaves))))

@@ -92,18 +92,23 @@ def _quad_pair(cov, f1, f2):
 
 
 # ------------------------------------------------------------------------------- functions
+def _relu_pair(cov, decs, weight, closed_form):
+    """Signed sum of a two-point ReLU closed form over the sign flips of both units."""
+    c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
+    out = 0.0
+    for s1, s2 in it.product((1, -1), repeat=2):
+        k = weight(decs[0], s1) * weight(decs[1], s2)
+        if k != 0.0:
+            out = out + k * closed_form(c11, c22, s1 * s2 * c12)
+    return out * jnp.ones_like(c12)
+
+
 def I2(cov, acts):
     """`E[g1(z1) g2(z2)]`, `cov` (..., 2, 2): exact ReLU reduction or 2-D quadrature."""
     g1, g2 = acts
     decs = _decs(acts)
     if decs is not None:
-        c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
-        out = 0.0
-        for s1, s2 in it.product((1, -1), repeat=2):
-            k = _kg(decs[0], s1) * _kg(decs[1], s2)
-            if k != 0.0:
-                out = out + k * relu_i2(c11, c22, s1 * s2 * c12)
-        return out * jnp.ones_like(c12)
+        return _relu_pair(cov, decs, _kg, relu_i2)
     return _quad_pair(cov, g1, g2)
 
 
@@ -112,13 +117,7 @@ def J2(cov, acts):
     g1, g2 = acts
     decs = _decs(acts)
     if decs is not None:
-        c11, c22, c12 = cov[..., 0, 0], cov[..., 1, 1], cov[..., 0, 1]
-        out = 0.0
-        for s1, s2 in it.product((1, -1), repeat=2):
-            k = _kd(decs[0], s1) * _kd(decs[1], s2)
-            if k != 0.0:
-                out = out + k * relu_j2(c11, c22, s1 * s2 * c12)
-        return out * jnp.ones_like(c12)
+        return _relu_pair(cov, decs, _kd, relu_j2)
     return _quad_pair(cov, g1.deriv, g2.deriv)
 
 
