@@ -1,10 +1,10 @@
 """Shape-annotated array types of the public signatures (jaxtyping; documentation, not checked
 at run time). Dimension names: `K` student units, `M` teacher units, `n` recorded times, `*batch`
-any leading axes."""
+any leading axes (`OrderParams` and `Scenario` annotate their fields with `K`, `M` directly)."""
 
 from __future__ import annotations
 
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float
 
 Scalar = Float[ArrayLike, ""]
 """A real number (Python float, NumPy or JAX 0-d array)."""
@@ -16,9 +16,5 @@ Cov4 = Float[ArrayLike, "*batch 4 4"]
 """Covariances of 2, 3, 4 jointly Gaussian fields, batched over leading axes."""
 Average = Float[Array, "*batch"]
 """A Gaussian average per covariance of the batch."""
-StudentOverlaps = Float[ArrayLike, "K K"]
-TeacherOverlaps = Float[ArrayLike, "M M"]
-StudentTeacher = Float[ArrayLike, "K M"]
 Rates = Float[ArrayLike, "n_eta"]
 """A 1-D array of learning rates (a sweep axis)."""
-Status = Int[Array, "*batch"]
