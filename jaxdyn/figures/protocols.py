@@ -17,23 +17,26 @@ import numpy as np
 from .._reproduce import register
 
 
-def erf_setting(noise=0.0):
+def erf_setting(noise=0.0, r0=1e-3):
+    """erf K = M = 2, T = I, Q0 = diag(0.2, 0.3), R0 = r0 I (r0 = 1e-3: deep on the symmetric
+    plateau)."""
     import jax.numpy as jnp
 
     import jaxdyn as jd
 
     sc = jd.Scenario(K=2, M=2, g="erf", noise=noise)
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=1e-3 * jnp.eye(2))
+    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=r0 * jnp.eye(2))
     return sc, op0
 
 
-def relu_setting():
+def relu_setting(r0=1e-3):
+    """ReLU K = M = 2, T = diag(1, 2) (paper 001), Q0 = diag(0.1, 0.2), R0 = r0 I."""
     import jax.numpy as jnp
 
     import jaxdyn as jd
 
     sc = jd.Scenario(K=2, M=2, T=jnp.diag(jnp.array([1.0, 2.0])))
-    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=1e-3 * jnp.eye(2))
+    op0 = jd.OrderParams(Q=jnp.diag(jnp.array([0.1, 0.2])), R=r0 * jnp.eye(2))
     return sc, op0
 
 
