@@ -497,9 +497,9 @@ def start_check(which, r0, *, seeds=300, N=10_000):
                                             xtol=1e-4)
     r = jd.simulate_objective(sc, op0, jd.Constant(eta_c), objective=obj, N=N, seeds=seeds,
                               alpha_stop=min(float(obj.t1), 1.6 * v_c), records_per_piece=8)
-    return dict(r0=float(r0), eta=eta_c, ode=v_c, sgd=r.mean(), sem=r.sem(),
-                spread=float(np.std(np.asarray(r.value), ddof=1)),
-                reached=int(np.sum(np.asarray(r.reached))), z=(r.mean() - v_c) / r.sem())
+    return {"r0": float(r0), "eta": eta_c, "ode": v_c, "sgd": r.mean(), "sem": r.sem(),
+            "spread": float(np.std(np.asarray(r.value), ddof=1)),
+            "reached": int(np.sum(np.asarray(r.reached))), "z": (r.mean() - v_c) / r.sem()}
 
 
 @register("protocols-start", "where SGD at N=10^4 follows the ODE: time to target of the best "
