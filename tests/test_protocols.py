@@ -191,7 +191,9 @@ def test_optimised_margin_confirmed_by_sgd():
     the target at its optimised time; SGD at N = 10^4 (overlap chain, 300 independent seeds per
     schedule) confirms the margin: more than 5 standard errors from zero and within 4 standard
     errors of the ODE's margin, and each schedule's SGD mean within 4 standard errors of its ODE
-    value (the O(1/N) offset is below the standard error here)."""
+    value (the O(1/N) offset is below the standard error here). Measured: ODE 58.791 -> 54.182
+    (margin 4.609), SGD margin 4.616 +- 0.022 (213 SE; 0.35 SE from the ODE's), SGD - ODE
+    -0.3 SE and +0.2 SE."""
     import optax
 
     op = jd.OrderParams(Q=jnp.diag(jnp.array([0.2, 0.3])), R=0.2 * jnp.eye(2))

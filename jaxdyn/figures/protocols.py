@@ -437,10 +437,10 @@ def _relu_figure(outdir, *, fast, r0, name):
                                           "fold": th["fold"], "divergence": th["divergence"]},
                   logx=False)
     axs[0].axvline(t_opt, color="C0", lw=0.8, ls="--",
-                   label="target reached (optimised); later pieces unused")
+                   label="target reached (optimised)")
     # the legend above the critical learning rates, clear of the schedule
     axs[0].set_ylim(top=1.25 * max(th["divergence"], float(np.max(st["res"].schedule.eta))) + 0.15)
-    axs[0].legend(fontsize=7, loc="upper left", ncol=2)
+    axs[0].legend(fontsize=6.5, loc="upper left", ncol=2)
     axs[0].set_xlim(0, 1.2 * st["value_const"])
     axs[0].set_title(f"ReLU K=M=2, T=diag(1,2), $R_0$ = {r0:g} I: time to $\\epsilon_g=10^{{-3}}$ "
                      f"(ODE)\n{t_opt:.2f} optimised vs {st['value_const']:.2f} (best constant)",
