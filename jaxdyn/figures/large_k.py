@@ -115,11 +115,42 @@ def divergence_threshold(K: int, kind: str, *, lo: float, hi: float, alpha_max=1
 
 
 def closed_form_eta_c(K):
-    """Conjectured closed form (found from the computed values, checked for K = 1..10): the smaller
-    root of `(K^2 + K + 2) eta^2 - 4 (K + 1)(K + 2) eta + 16 (K + 1) = 0` (~ 4 / K at large K)."""
+    """The perfect-learning threshold of the ReLU machine with K = M and any diagonal T: the
+    smaller root of `(K^2 + K + 2) eta^2 - 4 (K + 1)(K + 2) eta + 16 (K + 1) = 0` (~ 4 / K at
+    large K). Derived in the docs (`large_k.md`): it is the permutation-symmetric mode of the
+    student components orthogonal to the teacher; `pencil_spectrum` lists every mode."""
     K = np.asarray(K, float)
     a, b, c = K * K + K + 2, 4 * (K + 1) * (K + 2), 16 * (K + 1)
     return (b - np.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def pencil_spectrum(K: int) -> np.ndarray:
+    """Every finite eta > 0 at which an eigenvalue of the perfect-learning Jacobian `eta A + eta^2 B`
+    (ReLU, K = M, any diagonal T, no noise) crosses zero, with multiplicity, sorted: the derived
+    generalised eigenvalues of `(A, -B)` (docs, `large_k.md`). The orthogonal student components
+    `D` obey `dD/dalpha = -eta (P D + D P) + eta^2 M(D)`; by permutation symmetry the
+    K(K+1)/2 modes split into a symmetric pair (the quadratic of `closed_form_eta_c`), K - 1 copies
+    of a pair with `eta^2 - 2 (K + 2) eta + 4 (K + 2) = 0` and K(K - 3)/2 modes at eta = 4; the
+    components along the teacher relax at rate O(eta) with no eta^2 term (no finite crossing).
+
+    Example:
+        >>> from jaxdyn.figures.large_k import pencil_spectrum
+        >>> pencil_spectrum(2)  # 3 - sqrt(3), 4, 3 + sqrt(3)
+    """
+    K = int(K)
+    if K < 1:
+        raise ValueError(f"K must be >= 1, got {K}")
+    if K == 1:  # one mode: -eta + eta^2 / 2
+        return np.array([2.0])
+    a, b, c = K * K + K + 2, 4 * (K + 1) * (K + 2), 16 * (K + 1)
+    d = np.sqrt(b * b - 4 * a * c)
+    roots = [(b - d) / (2 * a), (b + d) / (2 * a)]
+    if K == 2:  # the standard irrep is one diagonal mode, -eta + eta^2 / 4
+        roots.append(4.0)
+    else:
+        s = np.sqrt((K + 2.0) * (K - 2.0))
+        roots += [K + 2 - s] * (K - 1) + [K + 2 + s] * (K - 1) + [4.0] * (K * (K - 3) // 2)
+    return np.sort(np.asarray(roots, float))
 
 
 def plot_eta_c(rows, *, ax, divergence=()):
@@ -138,7 +169,7 @@ def plot_eta_c(rows, *, ax, divergence=()):
                 mfc="none", label=f"$\\eta_c$, T = {'I' if kind == 'isotropic' else 'diag(1..M)'} (pencil)")
     Ks = sorted({x["K"] for x in rows})
     k = np.linspace(1, max(Ks), 200)
-    ax.plot(k, closed_form_eta_c(k), "k-", lw=0.8, label="closed form (conjecture)")
+    ax.plot(k, closed_form_eta_c(k), "k-", lw=0.8, label="closed form (derived)")
     ax.plot(k, 4 / k, "k:", lw=0.8, label="4 / K")
     ax.set(xlabel="K = M", ylabel=r"learning rate $\eta$", yscale="log",
            title="ReLU, full $\\eta^2$ ODE: where perfect learning\nloses stability (new result)")
