@@ -390,7 +390,7 @@ def plot_fold_ratio(folds, *, ax, divergence=()):
                     color="C3", capsize=2, label="blow-up bracket, T = I")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set(xlabel="K = M", ylabel=r"$\eta / \eta_c(K)$",
-           title="plateau fold = onset of blow-up\n(symmetry-broken start)")
+           title="plateau fold and the onset of blow-up\n(small-overlap starts)")
     Ks = sorted({x["K"] for x in folds})
     if Ks:
         ax.set_xticks(Ks)
