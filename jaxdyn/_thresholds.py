@@ -254,7 +254,10 @@ def _newton_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, symmetry, max_
     def step_to(p, e):
         """Corrected point at e from p's tangent, or None if the corrector left the branch."""
         d = e - p["eta"]
-        pred = p["x"] + p["t"] * d
+        step = p["t"] * d
+        # a fixed point that does not move (perfect learning) keeps its exact coordinates: at
+        # singular covariances a rounding-level shift moves the Jacobian by far more
+        pred = p["x"] if np.max(np.abs(step)) <= 1e-14 * (1 + np.max(np.abs(p["x"]))) else p["x"] + step
         fp = solve(pred, e)
         if fp is None:
             return None
