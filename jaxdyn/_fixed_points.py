@@ -285,7 +285,13 @@ def _fixed_point_jit(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol
     # at a transcritical bifurcation of the perfect-learning point), or if the guess is already a
     # root to `atol`: at singular covariances (perfect learning, |rho| = 1) the field is only
     # Hoelder there, and a Newton polish that moves x by 1e-10 moves the Jacobian by ~1e-5
-    xg = x0 if basis is None else basis @ z0
+    # (a guess already in the subspace is kept as given: P P^+ x0 differs from it by rounding,
+    # which at singular covariances moves the Jacobian far more than the rounding itself)
+    if basis is None:
+        xg = x0
+    else:
+        xp = basis @ z0
+        xg = jnp.where(jnp.max(jnp.abs(xp - x0)) <= 1e-14 * (1 + jnp.max(jnp.abs(x0))), x0, xp)
     res = lambda y: jnp.max(jnp.abs(flat_field(ode, y, eta)))
     r_new, r_old = res(x), res(xg)
     keep = ~(r_new <= r_old) | (r_old <= atol)

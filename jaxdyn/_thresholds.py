@@ -125,10 +125,16 @@ def stability_threshold(
     Jacobians (at the bracket ends), a third as a check, then only small dense linear algebra
     (`with_fixed_point=False` skips the analysed `FixedPoint` in `details`, whose Newton solver is
     the larger compilation at large K).
-    `method="continuation"` (the fallback of `"auto"` when the fixed point moves): the branch is
-    followed by `continuation` to locate the first sign change of the stability margin, which is
-    then refined by a bracketing root finder on `eta -> max Re lambda(fixed_point(eta))` (Newton
-    solves warm-started on the branch).
+    `method="newton"` (tried next by `"auto"` when the fixed point moves): steps in eta with the
+    tangent predictor `x* + (dx*/deta) d eta` (implicit derivative `-J^{-1} df/deta`, no extra
+    solve) and one warm-started Newton corrector per step, the step growing while the corrector
+    stays on the branch and aimed at the root extrapolated from the margins so far; the first sign
+    change of `max Re lambda` is then refined by a bracketing root finder with the same predictor.
+    A handful of Newton solves (`details["n_solves"]`). It does not follow a fold: where the
+    corrector leaves the branch it gives up (`"auto"` then falls back to continuation).
+    `method="continuation"`: the branch is followed by pseudo-arclength `continuation` (through
+    folds) to locate the first sign change of the stability margin, which is then refined by the
+    bracketing root finder on `eta -> max Re lambda(fixed_point(eta))`.
 
     Example (paper 000: K=M=1 perfect learning is stable for eta < 2):
         >>> pl = jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]])
@@ -136,15 +142,22 @@ def stability_threshold(
     """
     ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
     e0, e1 = (float(e) for e in eta_bracket)
-    if method not in ("auto", "pencil", "continuation"):
-        raise ValueError(f"method must be 'auto', 'pencil' or 'continuation', got {method!r}")
-    if method != "continuation" and symmetry is None:
+    if method not in ("auto", "pencil", "newton", "continuation"):
+        raise ValueError(f"method must be 'auto', 'pencil', 'newton' or 'continuation', got {method!r}")
+    if method in ("auto", "pencil") and symmetry is None:
         th = _pencil_threshold(ode, fixed_point_guess, e0, e1, xtol=xtol, required=method == "pencil",
                                with_fixed_point=with_fixed_point)
         if th is not None:
             return th
     elif method == "pencil":
         raise ValueError("method='pencil' needs symmetry=None (the full Jacobian)")
+    if method in ("auto", "newton"):
+        try:
+            return _newton_threshold(ode, fixed_point_guess, e0, e1, xtol=xtol, symmetry=symmetry)
+        except _BranchLost as err:
+            if method == "newton":
+                raise ValueError(f"stability_threshold(method='newton'): {err}; use "
+                                 "method='continuation' (it follows folds) or fold_eta") from None
     br = continuation(ode, fixed_point_guess, eta_start=e0, eta_stop=e1, symmetry=symmetry,
                       ds_max=ds_max, max_points=2000)
     mr = br.max_real
@@ -196,6 +209,124 @@ def stability_threshold(
 def _field_and_jacobian(ode, x, eta):
     f = lambda y: flat_field(ode, y, eta)
     return f(x), jax.jacfwd(f)(x)
+
+
+class _BranchLost(Exception):
+    """The natural-parameter march of `_newton_threshold` could not stay on the branch."""
+
+
+@eqx.filter_jit
+def _eta_tangent(ode, x, eta, J):
+    """`dx*/deta = -J^{-1} df/deta` (implicit-function theorem) at a fixed point."""
+    _, fe = jax.jvp(lambda e: flat_field(ode, x, e), (eta,), (jnp.ones_like(eta),))
+    return -jnp.linalg.solve(J, fe)
+
+
+def _newton_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, symmetry, max_solves=200):
+    """The moving-fixed-point path of `stability_threshold`: tangent-predicted Newton steps in
+    eta to the first sign change of the stability margin, then Illinois on the bracket."""
+    dtype = jnp.result_type(float)
+    n_solves = 0
+
+    def solve(x_guess, e):
+        nonlocal n_solves
+        n_solves += 1
+        fp = fixed_point(ode, jnp.asarray(x_guess, dtype), eta=jnp.asarray(e, dtype), symmetry=symmetry)
+        return fp if bool(fp.converged) else None
+
+    def point(fp, e):
+        x = np.asarray(fp.x)
+        t = np.asarray(_eta_tangent(ode, fp.x, jnp.asarray(e, dtype), fp.jacobian))
+        return {"eta": float(e), "x": x, "t": t, "h": float(fp.max_real), "fp": fp}
+
+    fp0 = fixed_point(ode, guess, eta=jnp.asarray(e0, dtype), symmetry=symmetry)
+    n_solves += 1
+    if not bool(fp0.converged):
+        raise ValueError(f"stability_threshold: Newton did not converge at eta = {e0} from the guess "
+                         f"(residual {float(fp0.residual):.2e})")
+    p = point(fp0, e0)
+    s0 = np.sign(p["h"])
+    if s0 == 0:
+        raise ValueError(f"stability_threshold: the fixed point is marginal at eta = {e0}; start the "
+                         "bracket elsewhere")
+    pts = [p]
+
+    def step_to(p, e):
+        """Corrected point at e from p's tangent, or None if the corrector left the branch."""
+        d = e - p["eta"]
+        step = p["t"] * d
+        # a fixed point that does not move (perfect learning) keeps its exact coordinates: at
+        # singular covariances a rounding-level shift moves the Jacobian by far more
+        pred = p["x"] if np.max(np.abs(step)) <= 1e-14 * (1 + np.max(np.abs(p["x"]))) else p["x"] + step
+        fp = solve(pred, e)
+        if fp is None:
+            return None
+        # on the branch, the corrector moves x by O(d^2): more than the predictor's own step
+        # means it landed on another branch (or the branch folds within the step)
+        move = float(np.max(np.abs(np.asarray(fp.x) - pred)))
+        if move > 0.25 * float(np.max(np.abs(p["t"] * d))) + 1e-9 * (1 + float(np.max(np.abs(pred)))):
+            return None
+        return point(fp, e)
+
+    de = (e1 - e0) / 16
+    rejected = 0
+    while True:
+        if n_solves > max_solves:
+            raise _BranchLost(f"no sign change of the stability margin after {max_solves} solves")
+        # a fold ahead: the tangent blows up and the admissible step shrinks geometrically
+        if de < 1e-6 * (e1 - e0) or (rejected >= 3 and de < 1e-3 * (e1 - e0)):
+            raise _BranchLost(f"the corrector leaves the branch near eta = {p['eta']:.8g} "
+                              "(a fold or a sharp turn)")
+        e = min(p["eta"] + de, e1)
+        q = step_to(p, e)
+        if q is None:
+            de *= 0.5
+            rejected += 1
+            continue
+        rejected = 0
+        pts.append(q)
+        if np.sign(q["h"]) != s0:
+            break
+        if e >= e1:
+            raise ValueError(f"stability_threshold: max Re lambda keeps its sign ({pts[0]['h']:.3e} .. "
+                             f"{q['h']:.3e}) along the branch from eta = {e0} to {e1} (newton method)")
+        # aim at the root of the margin extrapolated linearly, but grow at most 4x per step
+        slope = (q["h"] - p["h"]) / (q["eta"] - p["eta"])
+        de_next = 4.0 * de
+        if slope * s0 < 0:  # moving towards zero
+            de_next = min(de_next, 1.1 * abs(q["h"] / slope))
+        de = max(de_next, 1e-3 * de)
+        p = q
+    a, b = pts[-2], pts[-1]
+    cache = {a["eta"]: a, b["eta"]: b}
+
+    def h(e):
+        near = a if abs(e - a["eta"]) <= abs(e - b["eta"]) else b
+        q = step_to(near, e)
+        if q is None:  # predictor too far for the guard: retry from the other end
+            other = b if near is a else a
+            q = step_to(other, e)
+        if q is None:
+            raise _BranchLost(f"the corrector leaves the branch inside ({a['eta']:.8g}, {b['eta']:.8g})")
+        cache[e] = q
+        return q["h"]
+
+    root, lo, hi, n = _illinois(h, a["eta"], b["eta"], a["h"], b["h"], xtol=xtol)
+    if root not in cache:
+        h(root)
+    r = cache[root]
+    fp = r["fp"]
+    slope = (b["h"] - a["h"]) / (b["eta"] - a["eta"])
+    tol = max(0.5 * abs(hi - lo), abs(r["h"]) / max(abs(slope), 1e-300),
+              4 * np.finfo(float).eps * abs(root))
+    lead = np.asarray(fp.eigenvalues)[0]
+    return Threshold(
+        value=float(root), tol=float(tol), kind="stability", bracket=(e0, e1),
+        details={"method": "newton", "n_solves": n_solves, "n_evals": n,
+                 "n_march_points": len(pts), "eigenvalue": complex(lead),
+                 "hopf": bool(abs(lead.imag) > 1e-8), "fixed_point": fp, "x": r["x"].tolist(),
+                 "n_unstable_before": int(a["fp"].n_unstable), "n_unstable_after": int(b["fp"].n_unstable)},
+    )
 
 
 def _pencil_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, required, with_fixed_point=True):

@@ -54,13 +54,32 @@ def rng():
     return np.random.default_rng(20261124)
 
 
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux `/proc`; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+# above this a worker drops its compiled programs after the module (bytes; JAXDYN_TEST_RSS_LIMIT_GB)
+_RSS_LIMIT = float(os.environ.get("JAXDYN_TEST_RSS_LIMIT_GB", "2.5")) * 2**30
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop JAX's in-memory compilation caches after each test module: the whole suite compiles
-    thousands of programs, and keeping them all grew the process past 6 GB (two whole-suite runs
-    aborted inside XLA late in the run; every module passes on its own)."""
+    """Drop JAX's in-memory compilation caches after a test module once the process holds more
+    than `_RSS_LIMIT`: the whole suite compiles thousands of programs, and keeping them all grew
+    one process past 6 GB (two whole-suite runs aborted inside XLA late in the run), while
+    clearing after every module recompiled the programs that modules share (the paper 001
+    fixed-point analyses alone cost ~70 s of CPU per compilation set). Where `/proc` is missing
+    the caches are dropped after every module."""
     yield
     import gc
 
+    rss = _rss_bytes()
+    if rss and rss < _RSS_LIMIT:
+        return
     jax.clear_caches()
     gc.collect()

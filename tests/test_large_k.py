@@ -54,3 +54,58 @@ def test_pencil_kmm2_closed_form_continuation_and_trajectories():
     assert tc.value == pytest.approx(3 - np.sqrt(3), abs=1e-9)
     chk = lk.trajectory_check(2, "isotropic", th.value)
     assert chk["confirms"], chk
+
+
+def _pencil_crossings(K, T):
+    sc = jd.Scenario(K=K, M=K, T=T)
+    pl = jd.OrderParams(Q=sc.T, R=sc.T)
+    th = jd.stability_threshold(sc, pl, eta_bracket=(0.1, 3.0), method="pencil",
+                                with_fixed_point=False)
+    rc = np.sort(np.asarray(th.details["real_crossings"]))
+    # the K^2 modes along the teacher have no eta^2 term: infinite generalised eigenvalues,
+    # returned by LAPACK as inf or as ~1/eps
+    return th, rc[rc < 1e8]
+
+
+@pytest.mark.parametrize("K, T", [
+    (1, [[1.0]]), (2, np.eye(2)), (2, np.diag([1.0, 2.0])), (3, np.eye(3)),
+    (3, np.diag([0.5, 3.0, 1.7])),
+])
+def test_pencil_spectrum_matches_the_derivation(K, T):
+    """The whole derived spectrum of perfect learning (docs/large_k.md: every eta at which a mode
+    of the perfect-learning Jacobian crosses zero, with multiplicities), against the generalised
+    eigenvalues of the Jacobians that jaxdyn's exact-I4 field gives by `jacfwd`. Independent:
+    hand algebra on orthant probabilities vs autodiff of the ODE. Tolerance 1e-10: the pencil's
+    eigenvalues carry ~1e-13 of rounding (A and B are differences of Jacobians at two etas)."""
+    th, rc = _pencil_crossings(K, jnp.asarray(T, float))
+    want = lk.pencil_spectrum(K)
+    assert rc.shape == want.shape, (rc, want)
+    np.testing.assert_allclose(rc, want, rtol=1e-10, atol=0)
+    assert th.value == pytest.approx(float(lk.closed_form_eta_c(K)), rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("K", [4, 5, 6])
+def test_pencil_spectrum_matches_the_derivation_larger_K(K):
+    for T in (np.eye(K), np.diag(np.arange(1.0, K + 1))):
+        th, rc = _pencil_crossings(K, jnp.asarray(T))
+        np.testing.assert_allclose(rc, lk.pencil_spectrum(K), rtol=1e-10, atol=0)
+
+
+def test_pencil_spectrum_bad_input():
+    with pytest.raises(ValueError, match="K must be"):
+        lk.pencil_spectrum(0)
+
+
+@pytest.mark.slow
+def test_plateau_fold_kmm2_paper001_and_trajectories():
+    """Paper 001's setting (K = M = 2, T = diag(1, 2)): the plateau disappears at 1.2543259
+    (`fold_eta`, full-space pseudo-arclength continuation; paper: ~1.2545 on a 5e-4 grid); the
+    subspace continuation of `plateau_fold` must give the same fold to 1e-9 (both refine the
+    same root of d eta / ds to ~1e-13). The trajectory from the unspecialised start reaches a fixed
+    point 0.3 % below the fold and none 0.3 % above it."""
+    f = lk.plateau_fold(2, "graded")
+    assert f["eta_fold"] == pytest.approx(1.25432587, abs=2e-8)
+    assert f["residual"] < 1e-12 and f["min_singular_value"] < 1e-10
+    chk = lk.fold_trajectory_check(2, "graded", f["eta_fold"], f["eps_g"])
+    assert chk["confirms"], chk

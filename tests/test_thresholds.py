@@ -108,3 +108,33 @@ def test_paper001_thresholds_vs_trajectories():
         tr = jd.integrate(sc, op0, eta=e, alphas=jnp.array([2000.0]), throw=False)
         assert bool(tr.diverged) == div
     assert not bool(jd.integrate(sc, op0, eta=1.2575, alphas=jnp.array([2000.0])).diverged)
+
+
+def test_newton_method_kmm1_closed_form_and_few_solves():
+    """The general (moving fixed point) path, forced by an identity symmetry basis so that the
+    pencil is skipped: K = M = 1 ReLU perfect learning loses stability at eta = 2 (paper 000),
+    erf at the generalised eigenvalue of its Jacobians; a handful of Newton solves."""
+    sc = jd.Scenario(K=1, M=1)
+    th = jd.stability_threshold(sc, jd.papers.perfect_learning(sc), eta_bracket=(0.5, 3.0),
+                                method="newton", symmetry=np.eye(2))
+    assert th.value == pytest.approx(2.0, abs=1e-9)
+    assert th.details["method"] == "newton" and th.details["n_solves"] <= 30
+    assert (th.details["n_unstable_before"], th.details["n_unstable_after"]) == (0, 1)
+    sc = jd.Scenario(K=1, M=1, g=jd.Erf())
+    pl = jd.papers.perfect_learning(sc)
+    th = jd.stability_threshold(sc, pl, eta_bracket=(0.5, 10.0), method="newton", symmetry=np.eye(2))
+    assert th.value == pytest.approx(_generalised_eta_c(sc, jd.flatten_op(pl)), abs=1e-9)
+
+
+def test_newton_method_stops_at_a_fold_and_auto_reports_it():
+    """With output noise the K = M = 1 ReLU fixed point moves with eta and its branch folds at
+    eta ~ 2.11326 (pseudo-arclength continuation); the Newton march stops just before the fold
+    instead of jumping branches, and `"auto"` falls back to continuation, which names the fold."""
+    sc = jd.Scenario(K=1, M=1, noise=0.5)
+    pl = jd.papers.perfect_learning(sc)
+    with pytest.raises(ValueError, match=r"leaves the branch near eta = 2\.1") as err:
+        jd.stability_threshold(sc, pl, eta_bracket=(0.5, 3.0), method="newton")
+    eta_stop = float(str(err.value).split("near eta = ")[1].split()[0])
+    assert 2.09 < eta_stop < 2.11326
+    with pytest.raises(ValueError, match=r"folds at eta ~ 2\.1132"):
+        jd.stability_threshold(sc, pl, eta_bracket=(0.5, 3.0))
