@@ -231,7 +231,7 @@ def _spectrum(J):
     # fix the phase: the largest-modulus component real and positive
     idx = jnp.argmax(jnp.abs(V), axis=0)
     piv = V[idx, jnp.arange(V.shape[1])]
-    V = V * (jnp.abs(piv) / piv)[None, :]
+    V = V * (jnp.abs(piv).astype(piv.dtype) / piv)[None, :]
     return lam, V
 
 

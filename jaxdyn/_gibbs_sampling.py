@@ -174,11 +174,11 @@ def _run(W0, keys, alpha, h, g, N, K, n_leap, n_burn, n_samples):
             W, acc = _hmc_step(W, k, N, K, alpha, g, h, n_leap)
             R = W[:, :K] / jnp.sqrt(N)
             Q = W @ W.T / N
-            return (W, n_acc + acc), (R, Q, statics_eps_g(R, Q, g))
+            return (W, n_acc + acc.astype(n_acc.dtype)), (R, Q, statics_eps_g(R, Q, g))
 
         ks = jax.random.split(key, n_burn + n_samples)
-        (W, _), _ = jax.lax.scan(step, (W, 0), ks[:n_burn])
-        (W, n_acc), (R, Q, e) = jax.lax.scan(step, (W, 0), ks[n_burn:])
+        (W, _), _ = jax.lax.scan(step, (W, jnp.zeros((), int)), ks[:n_burn])
+        (W, n_acc), (R, Q, e) = jax.lax.scan(step, (W, jnp.zeros((), int)), ks[n_burn:])
         return R, Q, e, n_acc / n_samples
 
     return jax.vmap(chain)(W0, keys)

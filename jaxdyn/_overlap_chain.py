@@ -491,7 +491,7 @@ def _chunk(scenario, spec, state, LT, LTinv, words, keys, t0, eta, Nv, n, mask_f
         zeta = None if zeta is None else zeta[:, 0]
     else:
         zs = tuple(z[:, :, l] for l in range(L))
-    active = jnp.arange(n) < mask_from
+    active = jnp.arange(n, dtype=jnp.int32) < mask_from
 
     def body(st, inp):
         zb, wb, zt, act = inp

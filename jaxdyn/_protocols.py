@@ -381,7 +381,10 @@ def optimize_schedule(
 
     @eqx.filter_jit
     def update(g, state, theta):
-        upd, state = optimizer.update(g, state, theta)
+        # optax mixes Python floats with its int32 step count (Adam's `b1 ** count`): standard
+        # promotion for the optimizer's own code, whatever the caller's setting
+        with jax.numpy_dtype_promotion("standard"):
+            upd, state = optimizer.update(g, state, theta)
         return optax.apply_updates(theta, upd), state
 
     def evaluate(theta):

@@ -229,7 +229,7 @@ def _chunk_steps(scenario, spec: _Spec, J, Bt, t0, words, key, eta, n, mask_from
     eta = jnp.broadcast_to(jnp.asarray(eta, dtype), (n,))
     lr = eta * sq / spec.batch
     decay = 1.0 - eta * scenario.weight_decay.astype(dtype) / N
-    active = None if mask_from is None else (jnp.arange(n) < mask_from)
+    active = None if mask_from is None else (jnp.arange(n, dtype=jnp.int32) < mask_from)
     if scenario.learn_v:
         return _chunk_steps_readout(scenario, spec, J, v_learn, xi, tau, lr, decay, active)
 

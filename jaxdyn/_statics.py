@@ -114,7 +114,7 @@ def pair_correlation_error(c, g, *, order: int = 20):
     a = hermite_coefficients(g, order)
     fact = np.array([float(np.prod(np.arange(1, n + 1))) for n in range(order + 1)])
     w2 = a**2 / fact
-    series = jnp.sum(w2 * c[..., None] ** np.arange(order + 1), axis=-1)
+    series = jnp.sum(w2 * c[..., None] ** np.arange(order + 1.0), axis=-1)
     x, wq = split_rule()
     eg2 = jnp.sum(wq * g(jnp.asarray(x)) ** 2)
     tail = jnp.abs(c) ** (order + 1) * jnp.maximum(eg2 - jnp.sum(w2), 0.0)

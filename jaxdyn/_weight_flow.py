@@ -162,7 +162,10 @@ def _descent(W0, Wt, v, u, optimizer, *, n_rec, every, angles):
     def step(carry, _):
         W, state = carry
         g = loss_grad(W)
-        upd, state = optimizer.update(g, state, W)
+        # optax mixes Python floats with its int32 step count (Adam's `b1 ** count`): standard
+        # promotion for the optimizer's own code, whatever the caller's setting
+        with jax.numpy_dtype_promotion("standard"):
+            upd, state = optimizer.update(g, state, W)
         return (W + upd, state), None
 
     def block(carry, _):

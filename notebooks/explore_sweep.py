@@ -41,7 +41,7 @@ K, M = 2, 2
 T = jnp.diag(jnp.array([1.0, 2.0]))
 g = jd.ReLU()
 scenario = jd.Scenario(K=K, M=M, T=T, g=g)
-op0 = jd.OrderParams(Q=jnp.diag(0.1 * jnp.arange(1, K + 1)), R=1e-3 * jnp.eye(K, M))
+op0 = jd.OrderParams(Q=jnp.diag(0.1 * jnp.arange(1.0, K + 1)), R=1e-3 * jnp.eye(K, M))
 
 n_eta = 24 if FAST else 256
 eta = np.linspace(1.0 if FAST else 0.1, 1.3, n_eta)

@@ -39,7 +39,7 @@ d, n = 4, 20_000 if FAST else 400_000
 e = jnp.array([1.0, 0.2, 0.0, -0.3])
 w = jnp.array([-0.5, 1.0, 0.4, 0.1])
 x = jax.random.normal(jax.random.PRNGKey(0), (n, d))
-s = x * ((x @ e > 0) * jax.nn.relu(x @ w))[:, None]
+s = x * jnp.where(x @ e > 0, jax.nn.relu(x @ w), 0.0)[:, None]
 z = (s.mean(0) - jd.population_gating(e, w)) / (s.std(0) / np.sqrt(n))
 print("z-scores", np.round(np.asarray(z), 2))
 assert np.max(np.abs(z)) < 5

@@ -5,11 +5,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # for it); tests that call it in-process must not change the rest of the session: tests/test_cache.py
 # checks the cache in subprocesses
 os.environ["JAXDYN_NO_CACHE"] = "1"
+# Strict dtype promotion for the whole suite (no implicit int32 + int64, float64 + complex128,
+# bool + float, ...; Python scalars stay weakly typed): theory code must say which dtype it means
+# rather than let JAX promote silently. The environment variable carries it into the subprocesses
+# that tests start (CLI, multi-host, sweep workers); the notebooks run in this process (runpy).
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
 
 import jax
 
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 import numpy as np
 import pytest
@@ -27,26 +33,6 @@ def pytest_collection_modifyitems(config, items):
             path, _, rest = item.nodeid.partition("::")
             group = item.nodeid if path.endswith("test_notebooks.py") else path
             item.add_marker(pytest.mark.xdist_group(group.replace("/", ".").replace("@", "_")))
-
-
-# Strict dtype promotion (no implicit int32 + int64, float64 + complex128, bool + float, ...; Python
-# scalars stay weakly typed) for the modules whose code paths are clean under it. The rest of the
-# library still promotes implicitly in places: complex eigenvalues against floats in the fixed-point
-# analysis, int32 against int64 counters in the simulators and sweeps, boolean masks in arithmetic.
-STRICT_DTYPE_MODULES = {
-    "test_bad_inputs", "test_cache", "test_cli", "test_docs", "test_gauss", "test_generic",
-    "test_hermite", "test_imports", "test_integrate", "test_ode", "test_paper001",
-    "test_properties", "test_relu_moments", "test_solve_core", "test_sweep_plan", "test_validation",
-}
-
-
-@pytest.fixture(autouse=True)
-def _dtype_promotion(request):
-    if request.module.__name__.rpartition(".")[2] in STRICT_DTYPE_MODULES:
-        with jax.numpy_dtype_promotion("strict"):
-            yield
-    else:
-        yield
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import os
 import pathlib
 import runpy
 
+import jax
 import pytest
 
 
@@ -25,3 +26,5 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     finally:
         plt.close("all")
     assert os.environ["JAXDYN_FAST_NB"] == "1"
+    # the notebook ran under the suite's strict dtype promotion and left it on
+    assert jax.config.jax_numpy_dtype_promotion == "strict"

@@ -84,7 +84,7 @@ def test_theorem1_against_monte_carlo(rng):
         p = rng.normal(size=d)
         p -= p @ e / (e @ e) * e
         w = 1.3 * (np.cos(theta) * e / jnp.linalg.norm(e) + np.sin(theta) * p / np.linalg.norm(p))
-        samples = x * ((x @ e > 0) * jax.nn.relu(x @ w))[:, None]
+        samples = x * jnp.where(x @ e > 0, jax.nn.relu(x @ w), 0.0)[:, None]
         mean, se = np.asarray(samples.mean(0)), np.asarray(samples.std(0) / np.sqrt(n))
         z = (mean - np.asarray(jd.population_gating(e, w))) / se
         assert np.max(np.abs(z)) < 5, z
@@ -99,7 +99,7 @@ def test_monte_carlo_error_scales_as_inverse_sqrt_samples(rng):
     rms = []
     for n in (500, 8000):
         x = jax.random.normal(jax.random.PRNGKey(n), (64, n, d))
-        est = jnp.mean(x * ((x @ e > 0) * jax.nn.relu(x @ w))[..., None], axis=1)
+        est = jnp.mean(x * jnp.where(x @ e > 0, jax.nn.relu(x @ w), 0.0)[..., None], axis=1)
         rms.append(float(np.sqrt(np.mean((np.asarray(est) - F) ** 2))))
     assert 3.3 < rms[0] / rms[1] < 4.8, rms
 

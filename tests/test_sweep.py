@@ -79,7 +79,7 @@ def test_summaries_on_synthetic_curves():
     # alpha where 0.25 exp(-(a - 60)/5) = 1e-3
     np.testing.assert_allclose(float(s["alpha_to_eps"][1]), 60 + 5 * np.log(250), rtol=2e-3)
     # a bump: eps_g rises by 10% at alpha 30
-    eg2 = eg * (1 + 0.1 * jnp.exp(-((a - 30) / 4.0) ** 2) * (a > 25))
+    eg2 = eg * (1 + 0.1 * jnp.exp(-((a - 30) / 4.0) ** 2) * (a > 25).astype(a.dtype))
     s2 = _sweep._summaries(eg2, a, jnp.asarray(1.0), a[-1], jnp.asarray(False), knobs)
     assert bool(s2["nonmonotonic"]) and 0.05 < float(s2["eps_rise"]) < 0.11
     assert 25 < float(s2["alpha_nonmonotonic"]) < 31
