@@ -409,8 +409,15 @@ def fixed_point_eta_derivative(fp: FixedPoint, scenario: Scenario | OrderParamOD
     """`d x* / d eta = -J^{-1} df/deta` at a fixed point (the implicit-function theorem; the same
     as differentiating `fixed_point` with `jax.jacfwd`, without re-solving)."""
     ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
-    fe = jax.jacfwd(lambda e: flat_field(ode, fp.x, e))(fp.eta)
-    return -jnp.linalg.solve(fp.jacobian, fe)
+    return _eta_derivative(ode, fp.x, fp.eta, fp.jacobian)
+
+
+@eqx.filter_jit
+def _eta_derivative(ode, x, eta, J):
+    # one forward-mode directional derivative in eta (compiled once per ODE and shape: the
+    # Newton march of `stability_threshold` calls this at every step)
+    _, fe = jax.jvp(lambda e: flat_field(ode, x, e), (eta,), (jnp.ones_like(eta),))
+    return -jnp.linalg.solve(J, fe)
 
 
 # --------------------------------------------------------------------------- continuation

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fixed_points import arc_correct, continuation, extended_field, fixed_point, flat_field, flatten_op
+from ._fixed_points import (arc_correct, continuation, extended_field, fixed_point,
+                            fixed_point_eta_derivative, flat_field, flatten_op)
 from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_ode, eps_g
@@ -215,13 +216,6 @@ class _BranchLost(Exception):
     """The natural-parameter march of `_newton_threshold` could not stay on the branch."""
 
 
-@eqx.filter_jit
-def _eta_tangent(ode, x, eta, J):
-    """`dx*/deta = -J^{-1} df/deta` (implicit-function theorem) at a fixed point."""
-    _, fe = jax.jvp(lambda e: flat_field(ode, x, e), (eta,), (jnp.ones_like(eta),))
-    return -jnp.linalg.solve(J, fe)
-
-
 def _newton_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, symmetry, max_solves=200):
     """The moving-fixed-point path of `stability_threshold`: tangent-predicted Newton steps in
     eta to the first sign change of the stability margin, then Illinois on the bracket."""
@@ -236,7 +230,7 @@ def _newton_threshold(ode: OrderParamODE, guess, e0, e1, *, xtol, symmetry, max_
 
     def point(fp, e):
         x = np.asarray(fp.x)
-        t = np.asarray(_eta_tangent(ode, fp.x, jnp.asarray(e, dtype), fp.jacobian))
+        t = np.asarray(fixed_point_eta_derivative(fp, ode))
         return {"eta": float(e), "x": x, "t": t, "h": float(fp.max_real), "fp": fp}
 
     fp0 = fixed_point(ode, guess, eta=jnp.asarray(e0, dtype), symmetry=symmetry)

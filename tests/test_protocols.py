@@ -164,7 +164,9 @@ def test_sgd_objective_overlap_chain_matches_weight_space():
     assert a.sem() > 0 and b.sem() > 0
     assert abs(a.mean() - b.mean()) < 4 * np.hypot(a.sem(), b.sem())
     sa, sb = np.std(np.asarray(a.value)), np.std(np.asarray(b.value))
-    assert 0.6 < sa / sb < 1.6  # 64 weight-space seeds: the ratio of spreads is known to ~10 %
+    # ratio of sample spreads of 400 and 64 seeds: s.e. of ln(sa/sb) ~ sqrt(1/798 + 1/126) = 0.096
+    # for Gaussian per-seed values, so (0.6, 1.6) = ln-ratio within -0.51..0.47, about 5 s.e.
+    assert 0.6 < sa / sb < 1.6
     # the chain's records end at the crossing of the last seed (early stop), not at alpha_max
     assert float(a.alpha[-1]) < 30.0
 
