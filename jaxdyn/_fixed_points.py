@@ -241,27 +241,10 @@ def _classify(lam):
     return jnp.sum(re > zero_tol), jnp.sum(jnp.abs(re) <= zero_tol)
 
 
-def _analyse(ode, x, eta, *, basis, labels, residual_tol, num_steps, ok):
-    # `labels` is recomputed from the scenario (the readout adds v1..vK)
-    scenario = ode.scenario
-    labels = flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v)
-    f = lambda y: flat_field(ode, y, eta)
-    fx = f(x)
-    J = jax.jacfwd(f)(x)
-    lam, V = _spectrum(J)
-    nu, nm = _classify(lam)
-    res = jnp.max(jnp.abs(fx))
-    conv = ok & (res <= residual_tol) & jnp.all(jnp.isfinite(x))
-    return FixedPoint(
-        op=unflatten_op(x, scenario.K, scenario.M), x=x, eta=jnp.asarray(eta), residual=res,
-        converged=conv, num_steps=num_steps, jacobian=J, eigenvalues=lam, eigenvectors=V,
-        n_unstable=nu, n_marginal=nm, basis=basis, labels=labels,
-    )
-
-
 @eqx.filter_jit
-def _fixed_point_jit(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
-    K, M = ode.scenario.K, ode.scenario.M
+def _newton(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
+    # Newton only: the analysis at the root is its own program (`field_and_jacobian`), shared by
+    # every basis and solver option of one ODE and by the threshold finders
     if basis is None:
         z0 = x0
 
@@ -301,9 +284,35 @@ def _fixed_point_jit(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol
     # a point whose residual is at the requested level is a fixed point whatever Newton's own
     # criterion said (at a singular Jacobian it may report divergence after landing on the root)
     ok = ok | (keep & jnp.isfinite(r_old)) | (r_new <= residual_tol)
-    return _analyse(ode, x, eta, basis=basis,
-                    labels=flat_labels(K, M), residual_tol=residual_tol,
-                    num_steps=sol.stats["num_steps"], ok=ok)
+    return x, ok, sol.stats["num_steps"]
+
+
+@eqx.filter_jit
+def _analysis(ode, x, eta, ok, residual_tol):
+    """The field, its Jacobian and spectrum at `x`, with the residual and convergence flag: one
+    compiled program per ODE and shape, shared by every basis and solver option of `fixed_point`
+    and by the threshold finders (which read `fx` and `J`)."""
+    scenario = ode.scenario
+    f = lambda y: flat_field(ode, y, eta)
+    fx = f(x)
+    J = jax.jacfwd(f)(x)
+    lam, V = _spectrum(J)
+    nu, nm = _classify(lam)
+    res = jnp.max(jnp.abs(fx))
+    conv = ok & (res <= residual_tol) & jnp.all(jnp.isfinite(x))
+    return dict(op=unflatten_op(x, scenario.K, scenario.M), fx=fx, residual=res, converged=conv,
+                jacobian=J, eigenvalues=lam, eigenvectors=V, n_unstable=nu, n_marginal=nm)
+
+
+def _fixed_point_at(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
+    x, ok, num_steps = _newton(ode, x0, eta, basis, rtol=rtol, atol=atol, max_steps=max_steps,
+                               residual_tol=residual_tol)
+    a = _analysis(ode, x, eta, ok, jnp.asarray(residual_tol, x.dtype))
+    del a["fx"]
+    scenario = ode.scenario
+    return FixedPoint(x=x, eta=eta, num_steps=num_steps, basis=basis,
+                      # the readout adds v1..vK
+                      labels=flat_labels(scenario.K, scenario.M, learn_v=scenario.learn_v), **a)
 
 
 def _as_flat(scenario, guess):
@@ -371,7 +380,7 @@ def fixed_point(
     x0 = _as_flat(scenario, guess)
     basis = _basis(scenario.K, scenario.M, symmetry, learn_v=scenario.learn_v)
     dtype = jnp.result_type(float)
-    return _fixed_point_jit(ode, x0, jnp.asarray(eta, dtype), basis, rtol=rtol, atol=atol,
+    return _fixed_point_at(ode, x0, jnp.asarray(eta, dtype), basis, rtol=rtol, atol=atol,
                             max_steps=max_steps, residual_tol=residual_tol)
 
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fixed_points import (arc_correct, continuation, extended_field, fixed_point,
+from ._fixed_points import (_analysis, arc_correct, continuation, extended_field, fixed_point,
                             fixed_point_eta_derivative, flat_field, flatten_op)
 from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
@@ -206,10 +206,10 @@ def stability_threshold(
     )
 
 
-@eqx.filter_jit
 def _field_and_jacobian(ode, x, eta):
-    f = lambda y: flat_field(ode, y, eta)
-    return f(x), jax.jacfwd(f)(x)
+    # the program of `fixed_point`'s analysis (compiled once for both)
+    a = _analysis(ode, x, eta, jnp.asarray(True), jnp.asarray(0.0, x.dtype))
+    return a["fx"], a["jacobian"]
 
 
 class _BranchLost(Exception):
