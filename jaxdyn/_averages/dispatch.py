@@ -16,6 +16,9 @@ inf - inf.
 
 from __future__ import annotations
 
+import functools
+
+import equinox as eqx
 import jax.numpy as jnp
 
 from .._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
@@ -57,6 +60,14 @@ def _check_cov(cov, n: int, *, psd: bool = False):
     return cov
 
 
+@functools.cache
+def _jit(fn):
+    # the public averages run as one compiled program per shape and activation (called eagerly,
+    # op by op, an exact ReLU I4 dispatched and compiled hundreds of small programs); under an
+    # outer jit this is inlined
+    return eqx.filter_jit(fn)
+
+
 def _same_type(acts) -> type | None:
     t = type(acts[0])
     return t if all(type(a) is t for a in acts) else None
@@ -69,7 +80,7 @@ def I2(cov: Cov2, g) -> Average:
     Example:
         >>> jaxdyn.I2(jnp.eye(2), jaxdyn.ReLU())   # = 1/(2 pi)
     """
-    return gauss_i2(_check_cov(cov, 2, psd=True), g)
+    return _jit(gauss_i2)(_check_cov(cov, 2, psd=True), g)
 
 
 def gauss_i2(cov, g):
@@ -93,7 +104,7 @@ def I3(cov: Cov3, g) -> Average:
     Example:
         >>> jaxdyn.I3(jnp.eye(3), jaxdyn.ReLU())   # = 0: z2 is independent of z1, z3
     """
-    return gauss_i3(_check_cov(cov, 3, psd=True), g)
+    return _jit(gauss_i3)(_check_cov(cov, 3, psd=True), g)
 
 
 def gauss_i3(cov, g):
@@ -121,15 +132,29 @@ def I4(cov: Cov4, g, *, method: str = "exact", order: int = 10) -> Average:
     Example:
         >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/sqrt(2 pi))^2 = 1/(8 pi)
     """
-    return gauss_i4(_check_cov(cov, 4, psd=True), g, method=method, order=order)
+    cov = _check_cov(cov, 4, psd=True)
+    if method == "hermite":
+        from .hermite import check_order, warn_outside_region
+
+        order = check_order(order)
+        out = _jit(gauss_i4)(cov, g, method=method, order=order, warn=False)
+        warn_outside_region(cov, order, stacklevel=2)
+        return out
+    out = _jit(gauss_i4)(cov, g, method=method, order=order)
+    acts = _acts(g, 4)
+    if _same_type(acts) not in (ReLU, Erf, Linear) and generic_route.falls_back_to_series(acts):
+        from .hermite import warn_outside_region
+
+        warn_outside_region(cov, generic_route.DEFAULT_ORDER, stacklevel=2)
+    return out
 
 
-def gauss_i4(cov, g, *, method: str = "exact", order: int = 10):
+def gauss_i4(cov, g, *, method: str = "exact", order: int = 10, warn: bool = True):
     """`jaxdyn.I4` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 4)
     acts = _acts(g, 4)
     if method == "hermite":
-        return generic_route.I4_hermite(cov, acts, order)
+        return generic_route.I4_hermite(cov, acts, order, warn=warn)
     if method != "exact":
         raise ValueError(f"unknown method {method!r}; use 'exact' or 'hermite'")
     t = _same_type(acts)
@@ -148,7 +173,7 @@ def J2(cov: Cov2, g) -> Average:
     Example:
         >>> jaxdyn.J2(jnp.eye(2), jaxdyn.ReLU())   # = 1/4
     """
-    return gauss_j2(_check_cov(cov, 2, psd=True), g)
+    return _jit(gauss_j2)(_check_cov(cov, 2, psd=True), g)
 
 
 def gauss_j2(cov, g):

@@ -180,6 +180,11 @@ def I4(cov, acts):
     return jnp.sum(vals * jnp.asarray(weights, cov.dtype), axis=-1)
 
 
-def I4_hermite(cov, acts, order: int = DEFAULT_ORDER):
+def falls_back_to_series(acts) -> bool:
+    """Whether `I4(cov, acts)` has no exact route and uses the order-`DEFAULT_ORDER` series."""
+    return _decs(acts) is None
+
+
+def I4_hermite(cov, acts, order: int = DEFAULT_ORDER, *, warn: bool = True):
     """`I4` by paper 001's Hermite series truncated at `order` (`hermite.hermite_i4`)."""
-    return hermite.hermite_i4(cov, tuple(acts), order)
+    return hermite.hermite_i4(cov, tuple(acts), order, warn=warn)

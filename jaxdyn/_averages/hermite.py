@@ -358,19 +358,27 @@ def hermite_i4(cov, acts, order: int = 10, *, warn: bool = True):
                 ci = hermite_coefficients(g, order, s[..., i])
             cols.append(jnp.broadcast_to(ci, s.shape[:-1] + (order + 1,)))
         out = _series_staged(rho, jnp.stack(cols, axis=-2), order)
-    if warn and not isinstance(cov, jax.core.Tracer):
-        inside = np.asarray(hermite_in_region(cov, order))
-        if not inside.all():
-            warnings.warn(
-                f"{int((~inside).sum())} of {inside.size} covariances lie outside the trusted "
-                f"region of the order-{order} Hermite series (spectral radius of |correlations| "
-                f"up to {float(jnp.max(correlation_spectral_radius(cov))):.3f}, limit "
-                f"{region_limit(order):.2f} for error <= {DEFAULT_TOL:g}); the truncated series "
-                "may be inaccurate there. Use method='exact' where it exists.",
-                HermiteConvergenceWarning,
-                stacklevel=3,
-            )
+    if warn:
+        warn_outside_region(cov, order, stacklevel=2)
     return out
+
+
+def warn_outside_region(cov, order: int, *, stacklevel: int = 2) -> None:
+    """Warn (`HermiteConvergenceWarning`) when a concrete `cov` lies outside the trusted region of
+    the order-`order` series; nothing for a tracer (under jit call `hermite_in_region`)."""
+    if isinstance(cov, jax.core.Tracer):
+        return
+    inside = np.asarray(hermite_in_region(cov, order))
+    if not inside.all():
+        warnings.warn(
+            f"{int((~inside).sum())} of {inside.size} covariances lie outside the trusted "
+            f"region of the order-{order} Hermite series (spectral radius of |correlations| "
+            f"up to {float(jnp.max(correlation_spectral_radius(cov))):.3f}, limit "
+            f"{region_limit(order):.2f} for error <= {DEFAULT_TOL:g}); the truncated series "
+            "may be inaccurate there. Use method='exact' where it exists.",
+            HermiteConvergenceWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 # ---------------------------------------------------------------------- convergence region
