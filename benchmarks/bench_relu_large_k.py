@@ -29,6 +29,7 @@ import numpy as np
 
 import jaxdyn as jd
 import jaxdyn._averages.relu_moments as relu_moments_module
+import jaxdyn._ode as ode_module  # the field calls `jaxdyn._ode.relu_i4_terms`: baselines are swapped in there
 from jaxdyn._averages.relu_moments import relu_i4
 
 HERE = pathlib.Path(__file__).parent
@@ -117,11 +118,15 @@ def bench_field(K, baselines=True):
     names = ("erf", "relu", "relu_prev", "relu_v1") if baselines else ("erf", "relu")
     for name in names:
         sc, op = field_setup(K, jd.Erf() if name == "erf" else None)
-        saved = relu_moments_module.relu_i4_terms
-        if name == "relu_prev":  # the vector field imports relu_i4_terms at trace time
-            relu_moments_module.relu_i4_terms = _grouped_per_quadruple(relu_moments_module.relu_theta_moment)
+        saved = ode_module.relu_i4_terms
+        # the field looks relu_i4_terms up in jaxdyn._ode at trace time (until issue 10 this
+        # patched jaxdyn._averages.relu_moments instead, which the field no longer reads: those
+        # baseline rows measured the current code)
+        if name == "relu_prev":
+            ode_module.relu_i4_terms = _grouped_per_quadruple(relu_moments_module.relu_theta_moment)
         if name == "relu_v1":
-            relu_moments_module.relu_i4_terms = _grouped_per_quadruple(v1.relu_theta_moment)
+            ode_module.relu_i4_terms = _grouped_per_quadruple(v1.relu_theta_moment)
+        jax.clear_caches()  # no trace of another variant may be reused
         try:
             f = jax.jit(lambda op, e: jd.vector_field(sc, op, e))
             t0 = time.perf_counter()
@@ -129,7 +134,7 @@ def bench_field(K, baselines=True):
             out[name + "_compile_s"] = time.perf_counter() - t0
             out[name + "_ms"] = 1e3 * med(lambda: f(op, 0.3))
         finally:
-            relu_moments_module.relu_i4_terms = saved
+            ode_module.relu_i4_terms = saved
     for name in names[1:]:
         out[name + "_over_erf"] = out[name + "_ms"] / out["erf_ms"]
     return out

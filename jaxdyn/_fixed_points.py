@@ -288,7 +288,7 @@ def _newton(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
 
 
 @eqx.filter_jit
-def _analysis(ode, x, eta, ok, residual_tol):
+def fixed_point_analysis(ode, x, eta, ok, residual_tol):
     """The field, its Jacobian and spectrum at `x`, with the residual and convergence flag: one
     compiled program per ODE and shape, shared by every basis and solver option of `fixed_point`
     and by the threshold finders (which read `fx` and `J`)."""
@@ -307,7 +307,7 @@ def _analysis(ode, x, eta, ok, residual_tol):
 def _fixed_point_at(ode, x0, eta, basis, *, rtol, atol, max_steps, residual_tol):
     x, ok, num_steps = _newton(ode, x0, eta, basis, rtol=rtol, atol=atol, max_steps=max_steps,
                                residual_tol=residual_tol)
-    a = _analysis(ode, x, eta, ok, jnp.asarray(residual_tol, x.dtype))
+    a = fixed_point_analysis(ode, x, eta, ok, jnp.asarray(residual_tol, x.dtype))
     del a["fx"]
     scenario = ode.scenario
     return FixedPoint(x=x, eta=eta, num_steps=num_steps, basis=basis,

@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._fixed_points import (_analysis, arc_correct, continuation, extended_field, fixed_point,
-                            fixed_point_eta_derivative, flat_field, flatten_op)
+from ._fixed_points import (arc_correct, continuation, extended_field, fixed_point,
+                            fixed_point_analysis, fixed_point_eta_derivative, flat_field,
+                            flatten_op)
 from ._integrate import integrate
 from ._model import OrderParams, Scenario, check_order_params
 from ._ode import OrderParamODE, as_ode, eps_g
@@ -208,7 +209,7 @@ def stability_threshold(
 
 def _field_and_jacobian(ode, x, eta):
     # the program of `fixed_point`'s analysis (compiled once for both)
-    a = _analysis(ode, x, eta, jnp.asarray(True), jnp.asarray(0.0, x.dtype))
+    a = fixed_point_analysis(ode, x, eta, jnp.asarray(True), jnp.asarray(0.0, x.dtype))
     return a["fx"], a["jacobian"]
 
 
