@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from .._activations import AbstractActivation, Erf, Linear, ReLU, as_activation
 from .._checks import check_psd, concrete
+from .hermite import warn_outside_region
 from .relu_moments import relu_i4
 from .._typing import Average, Cov2, Cov3, Cov4
 from . import generic as generic_route
@@ -133,28 +134,22 @@ def I4(cov: Cov4, g, *, method: str = "exact", order: int = 10) -> Average:
         >>> jaxdyn.I4(jnp.eye(4), jaxdyn.ReLU())   # = (1/2)(1/2)(1/sqrt(2 pi))^2 = 1/(8 pi)
     """
     cov = _check_cov(cov, 4, psd=True)
-    if method == "hermite":
-        from .hermite import check_order, warn_outside_region
-
-        order = check_order(order)
-        out = _jit(gauss_i4)(cov, g, method=method, order=order, warn=False)
-        warn_outside_region(cov, order, stacklevel=2)
-        return out
     out = _jit(gauss_i4)(cov, g, method=method, order=order)
-    acts = _acts(g, 4)
-    if _same_type(acts) not in (ReLU, Erf, Linear) and generic_route.falls_back_to_series(acts):
-        from .hermite import warn_outside_region
-
+    # the series' region warning needs the concrete cov (inside the jit it is a tracer)
+    if method == "hermite":
+        warn_outside_region(cov, order, stacklevel=2)
+    elif _same_type(_acts(g, 4)) not in (ReLU, Erf, Linear) and \
+            generic_route.falls_back_to_series(_acts(g, 4)):
         warn_outside_region(cov, generic_route.DEFAULT_ORDER, stacklevel=2)
     return out
 
 
-def gauss_i4(cov, g, *, method: str = "exact", order: int = 10, warn: bool = True):
+def gauss_i4(cov, g, *, method: str = "exact", order: int = 10):
     """`jaxdyn.I4` without the value checks (the hot path of the vector field)."""
     cov = _check_cov(cov, 4)
     acts = _acts(g, 4)
     if method == "hermite":
-        return generic_route.I4_hermite(cov, acts, order, warn=warn)
+        return generic_route.I4_hermite(cov, acts, order)
     if method != "exact":
         raise ValueError(f"unknown method {method!r}; use 'exact' or 'hermite'")
     t = _same_type(acts)

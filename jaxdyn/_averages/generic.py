@@ -185,6 +185,6 @@ def falls_back_to_series(acts) -> bool:
     return _decs(acts) is None
 
 
-def I4_hermite(cov, acts, order: int = DEFAULT_ORDER, *, warn: bool = True):
+def I4_hermite(cov, acts, order: int = DEFAULT_ORDER):
     """`I4` by paper 001's Hermite series truncated at `order` (`hermite.hermite_i4`)."""
-    return hermite.hermite_i4(cov, tuple(acts), order, warn=warn)
+    return hermite.hermite_i4(cov, tuple(acts), order)
