@@ -38,7 +38,7 @@ import numpy as np
 import optimistix as optx
 
 from ._model import OrderParams, Scenario, check_eta, check_order_params
-from ._ode import OrderParamODE, as_ode
+from ._ode import OrderParamODE, as_ode, traced_field
 
 
 # --------------------------------------------------------------------------- flat coordinates
@@ -97,7 +97,9 @@ def flat_field(scenario: Scenario | OrderParamODE, x, eta, *, eta2=True, i4="exa
     `OrderParamODE` or a scenario with the keyword options of `jaxdyn.vector_field`."""
     ode = as_ode(scenario, eta2=eta2, i4=i4, order=order)
     op = unflatten_op(x, ode.scenario.K, ode.scenario.M)
-    return flatten_op(ode.field(op, eta))
+    # through the field's own jit: eager calls (and jacfwd of them) run one compiled program, and
+    # the solvers that trace it (Newton, the analysis at a root) reuse its traced graph
+    return flatten_op(traced_field(ode, op, jnp.asarray(eta)))
 
 
 # --------------------------------------------------------------------------- symmetry subspaces

@@ -213,10 +213,13 @@ def as_i4(i4="exact", order: int = 10):
 
 
 @eqx.filter_jit
-def _traced_once(ode, y, eta):
-    # diffrax traces the right-hand side several times per solve (initial step size, the step, the
-    # event, dense output); inside this jit every trace after the first is a cache hit, which
-    # matters for the large ReLU exact-I4 graph (about 0.5 s per trace at K = M = 2)
+def traced_field(ode, y, eta):
+    # `ode.field(y, eta)` under one jit. diffrax traces the right-hand side several times per
+    # solve (initial step size, the step, the event, dense output) and the fixed-point solvers
+    # trace it again; inside this jit every trace after the first is a cache hit, which matters
+    # for the large ReLU exact-I4 graph (about 0.5 s per trace at K = M = 2). An eager call
+    # (`vector_field`, `flat_field`) runs one compiled program instead of the field's thousands
+    # of operations one by one (each compiled on first use).
     return ode.field(y, eta)
 
 
@@ -267,7 +270,7 @@ class OrderParamODE(diffrax.AbstractTerm):
         return self.eta
 
     def vf(self, t, y, args):
-        return _traced_once(self, y, self.rate(t))
+        return traced_field(self, y, self.rate(t))
 
     def contr(self, t0, t1, **kwargs):
         return t1 - t0
@@ -387,14 +390,22 @@ def vector_field(
         >>> d = jaxdyn.vector_field(sc, jaxdyn.OrderParams(Q=[[1.0]], R=[[1.0]]), 0.5)
         >>> d.Q, d.R   # perfect learning is a fixed point: both zero
     """
-    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).field(op, eta)
+    # one compiled program per scenario structure and shape: an eager call would otherwise run
+    # (and, on first use, compile) each of the field's thousands of operations one by one
+    return traced_field(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op, jnp.asarray(eta))
 
 
 def fixed_readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2=True, i4="exact",
                         order=10) -> OrderParams:
     """`(dQ/dalpha, dR/dalpha)` with the readout fixed at `scenario.v` (`jaxdyn.readout_field`
     calls it with the current effective readout)."""
-    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).fixed_readout_field(op, eta)
+    return _fixed_readout_once(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op,
+                               jnp.asarray(eta))
+
+
+@eqx.filter_jit  # eager calls: one compiled program (see traced_field)
+def _fixed_readout_once(ode, y, eta):
+    return ode.fixed_readout_field(y, eta)
 
 
 def eps_g(scenario: Scenario, op: OrderParams):
@@ -408,6 +419,11 @@ def eps_g(scenario: Scenario, op: OrderParams):
         >>> # = 1/2 - 1/(2 pi)
     """
     check_order_params(scenario, op)  # concrete inputs only: free under jit and inside solves
+    return _eps_g(scenario, op)
+
+
+@eqx.filter_jit  # eager calls: one compiled program instead of dozens of single operations
+def _eps_g(scenario: Scenario, op: OrderParams):
     K, M = scenario.K, scenario.M
     g, gs = scenario.g, scenario.g_teacher
     C = covariance(scenario, op)
@@ -446,4 +462,6 @@ def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True
     """
     if not scenario.learn_v:
         raise ValueError("readout_field needs a scenario that learns v (pass eta_v= to Scenario)")
-    return OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)).field(op, eta)
+    # one compiled program per scenario structure and shape: an eager call would otherwise run
+    # (and, on first use, compile) each of the field's thousands of operations one by one
+    return traced_field(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op, jnp.asarray(eta))

@@ -32,6 +32,11 @@ SLOW |= {"schedule_gradient", "optimize_schedule", "best_constant_eta", "pontrya
 # paper 002 statics: transition finders and the sampler compile for ~1 min on 2 cores
 SLOW |= {"specialisation_transition", "specialised_branch", "equilibrium", "sample_gibbs",
          "large_K_transition", "unspecialised_branch", "single_unit", "full_hessian"}
+# 5-10 s each on 2 cores (a solve, sweep or SGD program each): run by CI after the default set
+# (docs/testing.md); the default run makes the same calls in test_solve_core, test_simulate,
+# test_overlap_chain, test_sweep and test_fixed_points. (simulate_objective and nonmonotonic_eta,
+# as slow, stay: their examples are the default run's only calls of them.)
+EXTENDED = {"integrate", "simulate", "simulate_overlaps", "sweep", "Branch"}
 
 
 def test_public_api_has_examples():
@@ -41,7 +46,8 @@ def test_public_api_has_examples():
 
 @pytest.mark.parametrize(
     "name,code",
-    [pytest.param(n, c, marks=[pytest.mark.slow] if n in SLOW else []) for n, c in EXAMPLES],
+    [pytest.param(n, c, marks=[pytest.mark.slow] if n in SLOW else
+                  [pytest.mark.extended] if n in EXTENDED else []) for n, c in EXAMPLES],
     ids=[n for n, _ in EXAMPLES],
 )
 def test_docstring_example_runs(name, code, tmp_path, monkeypatch):

@@ -9,16 +9,11 @@ import pytest
 
 
 NB = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.py"))
-# Notebooks whose fast mode takes > 30 s on 2 cores (mostly compilation: fixed points,
-# continuation and thresholds of the ReLU field, the statics transitions, gradients through
-# diffrax; docs/testing.md) run in the slow set, which CI runs after the default suite
-# (`.ci/run`); the physics they show is checked by the unit tests of the default run.
-SLOW = {"paper001", "paper002", "protocols", "simulations", "paper003"}
-
-
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, marks=[pytest.mark.slow] if p.stem in SLOW else []) for p in NB],
-    ids=[p.stem for p in NB])
+# The notebooks (12-110 s each in fast mode on 2 cores, mostly compilation) are in the extended set,
+# which CI runs after the default suite (`.ci/run`, docs/testing.md); the physics they show is
+# checked by the unit tests of the default run, and their code by the docstring examples.
+@pytest.mark.extended
+@pytest.mark.parametrize("path", NB, ids=[p.stem for p in NB])
 def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("JAXDYN_FAST_NB", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -118,6 +118,9 @@ def test_simulate_schedule_is_evaluated_per_step():
     np.testing.assert_allclose(np.asarray(sim.R[0, :, 0, 0]), [R_half, R_end], rtol=1e-6)
 
 
+# extended (20 s); default run: gradients of piecewise schedules against central differences
+# (test_protocols.py::test_piecewise_gradient_matches_central_differences)
+@pytest.mark.extended
 def test_declared_jumps_give_the_switching_time_gradient():
     """diffrax issue #363: a jump the solver does not know about has no derivative with respect to
     its time (it only enters through a comparison). jaxdyn declares PiecewiseConstant's jumps, so

@@ -151,6 +151,9 @@ def _deviation(N, seeds, eta=0.5, alpha_max=4.0):
     return np.sqrt(np.mean(dQ**2 + dR**2, axis=1))  # per seed, RMS over the records
 
 
+# extended (22 s of Monte Carlo); default run: SGD against the ODE with every option
+# (test_options_match_ode_noise_decay_minibatch_mismatch), eps_test against eps_g
+@pytest.mark.extended
 def test_deviation_shrinks_like_inverse_sqrt_N():
     Ns = np.array([250, 1000, 4000])
     S = 24

@@ -185,7 +185,7 @@ _SUB = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("n_dev", [2, 4])
+@pytest.mark.parametrize("n_dev", [2, pytest.param(4, marks=pytest.mark.extended)])
 def test_sharded_equals_single_device(tmp_path, n_dev):
     ref = _sweep_erf()
     out = tmp_path / f"d{n_dev}.nc"
@@ -199,6 +199,9 @@ def test_sharded_equals_single_device(tmp_path, n_dev):
     assert_same(ds, ref)
 
 
+# extended (a subprocess that imports jax and compiles the sweep again, 16 s); default run: the same
+# sweep in-process (test_matches_integrate_and_compiles_once) and the command line in test_cli.py
+@pytest.mark.extended
 def test_cli_sweep(tmp_path):
     cfg = tmp_path / "s.toml"
     cfg.write_text('K = 2\nM = 2\ng = "erf"\nQ0 = "0.1,0.2"\neta = "0.5:4:6"\n'

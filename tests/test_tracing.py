@@ -27,6 +27,10 @@ def _fd(f, x, h=1e-5):
     return directional_difference(f, x, h=h)
 
 
+# extended (five solves compiled, 25 s); default run: jit in test_integrate_throw_under_jit, vmap in
+# test_integrate.py::test_vmap_over_eta_and_single_compile, derivatives in
+# test_integrate_forward_mode_jacfwd and test_protocols.py::test_piecewise_gradient_matches_central_differences
+@pytest.mark.extended
 def test_integrate_under_jit_vmap_grad():
     f = lambda eta: jd.integrate(SC, OP0, eta=eta, alphas=ALPHAS).eps_g
     eager = f(0.7)
