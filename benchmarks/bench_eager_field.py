@@ -1,12 +1,12 @@
-"""Eager calls of the public vector field: one compiled program against the field's operations one by one.
+"""Eager calls of the public vector field: one compiled program against its operations one by one.
 
-`jaxdyn.vector_field`, `readout_field`, `fixed_readout_field`, `eps_g` and the flat-coordinate
-field of the fixed-point code (and so an eager `jax.jacfwd` of it) now go through one `jit`. Before (the baseline measured here,
-in the same run), an eager call ran `OrderParamODE.field` operation by operation: every operation
-is dispatched on its own and, the first time it meets a shape, compiled on its own. For each
-scenario this prints, after `jax.clear_caches()`, the first call (compilation included) and the
-median of later calls with new values of the order parameters and eta, for the baseline and for
-the public function, and the largest difference of their results.
+`jaxdyn.vector_field`, `readout_field`, `eps_g` and the flat-coordinate field of the fixed-point
+code (and so an eager `jax.jacfwd` of it) go through one `jit`. Before (the baseline measured
+here, in the same run), an eager call ran `OrderParamODE.field` operation by operation: every
+operation is dispatched on its own and, the first time it meets a shape, compiled on its own. For
+each scenario this prints, after `jax.clear_caches()`, the first call (compilation included) and
+the median of later calls with new values of the order parameters and eta, for the baseline and
+for the public function, and the largest difference of their results.
 
     python benchmarks/bench_eager_field.py [--repeat 20]
 """
@@ -71,8 +71,8 @@ def main():
             "vector_field": (lambda op, e: ode.field(op, jnp.asarray(e)),
                              lambda op, e: jd.vector_field(sc, op, e, i4=i4, order=6)),
             "jacfwd(flat_field)": (
-                lambda op, e: jax.jacfwd(lambda x: flatten_op(ode.field(jd.unflatten_op(x, K, M),
-                                                                        jnp.asarray(e))))(flatten_op(op)),
+                lambda op, e: jax.jacfwd(lambda x: flatten_op(
+                    ode.field(jd.unflatten_op(x, K, M), jnp.asarray(e))))(flatten_op(op)),
                 lambda op, e: jax.jacfwd(lambda x: flat_field(ode, x, e))(flatten_op(op))),
         }
         for name, (base, new) in calls.items():

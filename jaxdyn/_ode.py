@@ -392,20 +392,8 @@ def vector_field(
     """
     # one compiled program per scenario structure and shape: an eager call would otherwise run
     # (and, on first use, compile) each of the field's thousands of operations one by one
-    return traced_field(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op, jnp.asarray(eta))
-
-
-def fixed_readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2=True, i4="exact",
-                        order=10) -> OrderParams:
-    """`(dQ/dalpha, dR/dalpha)` with the readout fixed at `scenario.v` (`jaxdyn.readout_field`
-    calls it with the current effective readout)."""
-    return _fixed_readout_once(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op,
-                               jnp.asarray(eta))
-
-
-@eqx.filter_jit  # eager calls: one compiled program (see traced_field)
-def _fixed_readout_once(ode, y, eta):
-    return ode.fixed_readout_field(y, eta)
+    ode = OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order))
+    return traced_field(ode, op, jnp.asarray(eta))
 
 
 def eps_g(scenario: Scenario, op: OrderParams):
@@ -464,4 +452,5 @@ def readout_field(scenario: Scenario, op: OrderParams, eta, *, eta2: bool = True
         raise ValueError("readout_field needs a scenario that learns v (pass eta_v= to Scenario)")
     # one compiled program per scenario structure and shape: an eager call would otherwise run
     # (and, on first use, compile) each of the field's thousands of operations one by one
-    return traced_field(OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order)), op, jnp.asarray(eta))
+    ode = OrderParamODE(scenario, eta2=eta2, i4=as_i4(i4, order))
+    return traced_field(ode, op, jnp.asarray(eta))

@@ -34,8 +34,8 @@ SLOW |= {"specialisation_transition", "specialised_branch", "equilibrium", "samp
          "large_K_transition", "unspecialised_branch", "single_unit", "full_hessian"}
 # 5-10 s each on 2 cores (a solve, sweep or SGD program each): run by CI after the default set
 # (docs/testing.md); the default run makes the same calls in test_solve_core, test_simulate,
-# test_overlap_chain, test_sweep and test_fixed_points. (simulate_objective and nonmonotonic_eta,
-# as slow, stay: their examples are the default run's only calls of them.)
+# test_overlap_chain, test_sweep and test_fixed_points. simulate_objective and nonmonotonic_eta
+# stay in the default run although as slow: their examples are its only calls of them.
 EXTENDED = {"integrate", "simulate", "simulate_overlaps", "sweep", "Branch"}
 
 

@@ -111,7 +111,7 @@ def _erf_setup():
     return sc, fp
 
 
-# extended (21 s); default run: the same implicit derivative in the scenario's T
+# extended (35 s on 2 cores); default run: the same implicit derivative in the scenario's T
 # (test_implicit_derivative_scenario_vs_finite_differences) and in eta for K = M = 1
 # (test_tracing.py::test_fixed_point_under_jit_and_jacfwd)
 @pytest.mark.extended

@@ -9,7 +9,7 @@ import pytest
 
 
 NB = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.py"))
-# The notebooks (12-110 s each in fast mode on 2 cores, mostly compilation) are in the extended set,
+# The notebooks (13-70 s each in fast mode on 2 cores, mostly compilation) are in the extended set,
 # which CI runs after the default suite (`.ci/run`, docs/testing.md); the physics they show is
 # checked by the unit tests of the default run, and their code by the docstring examples.
 @pytest.mark.extended
